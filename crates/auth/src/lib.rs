@@ -1,0 +1,1 @@
+//! conflux-auth (being written).

@@ -1,0 +1,91 @@
+//! Who is calling: the identity a function sees, and how a token becomes one.
+//!
+//! The sync and HTTP layers receive bearer tokens but must not know how tokens are
+//! validated (JWKS, discovery, our own keys): they call a [`TokenValidator`]. The auth
+//! crate implements it; tests can plug in their own.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use serde_json::{Map, Value as Json};
+
+use crate::Result;
+
+/// The identity of a signed-in caller, as `ctx.auth.getUserIdentity()` returns it.
+///
+/// `attributes` holds every other field of the identity object exposed to functions with
+/// its final (camelCase) name: the standard OpenID claims mapped as the protocol spec §9.1
+/// describes (`name`, `email`, `pictureUrl`, ...) and the custom claims.
+#[derive(Clone, Debug, PartialEq)]
+pub struct UserIdentity {
+    /// `"<iss>|<sub>"`: the stable, unique key for this user across providers.
+    pub token_identifier: String,
+    /// The token's `sub` claim.
+    pub subject: String,
+    /// The token's `iss` claim, verbatim.
+    pub issuer: String,
+    /// The other identity fields, already mapped to their exposed names.
+    pub attributes: Map<String, Json>,
+    /// When the token stops being valid, in seconds since the Unix epoch (its `exp`).
+    pub expires_at_secs: Option<u64>,
+}
+
+impl UserIdentity {
+    /// The identity as the JSON object functions receive (camelCase keys, absent fields
+    /// omitted).
+    pub fn to_json(&self) -> Json {
+        let mut map = Map::new();
+        for (key, value) in &self.attributes {
+            map.insert(key.clone(), value.clone());
+        }
+        map.insert(
+            "tokenIdentifier".into(),
+            Json::String(self.token_identifier.clone()),
+        );
+        map.insert("subject".into(), Json::String(self.subject.clone()));
+        map.insert("issuer".into(), Json::String(self.issuer.clone()));
+        Json::Object(map)
+    }
+
+    /// Whether the identity's token has expired at `now_secs`.
+    pub fn is_expired_at(&self, now_secs: u64) -> bool {
+        self.expires_at_secs.is_some_and(|exp| now_secs >= exp)
+    }
+}
+
+/// The caller of a function.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub enum Identity {
+    /// No token, or signed out.
+    #[default]
+    Anonymous,
+    /// A user authenticated with a validated token.
+    User(Arc<UserIdentity>),
+}
+
+impl Identity {
+    /// The user, if signed in.
+    pub fn user(&self) -> Option<&UserIdentity> {
+        match self {
+            Identity::Anonymous => None,
+            Identity::User(user) => Some(user),
+        }
+    }
+
+    /// A key that is equal for callers who must see the same query results: used to share
+    /// one query execution between identical subscriptions.
+    pub fn cache_key(&self) -> String {
+        match self {
+            Identity::Anonymous => String::new(),
+            Identity::User(user) => user.token_identifier.clone(),
+        }
+    }
+}
+
+/// Turns a bearer token into a [`UserIdentity`], or says exactly which check failed.
+#[async_trait]
+pub trait TokenValidator: Send + Sync + 'static {
+    /// Validate `token`. Errors carry an auth [`crate::ErrorCode`] and a detail naming the
+    /// check that failed.
+    async fn validate(&self, token: &str) -> Result<UserIdentity>;
+}

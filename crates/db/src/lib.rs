@@ -1,0 +1,1 @@
+//! conflux-db (being written).

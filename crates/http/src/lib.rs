@@ -1,0 +1,1 @@
+//! conflux-http (being written).

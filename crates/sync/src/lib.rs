@@ -1,0 +1,1 @@
+//! conflux-sync (being written).
