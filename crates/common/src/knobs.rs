@@ -191,3 +191,12 @@ knob!(
     /// Most validated tokens kept in the validation cache.
     TOKEN_CACHE_ENTRIES_COUNT: usize = 100_000
 );
+knob!(
+    /// Longest bearer token accepted; longer ones are rejected before any decoding.
+    AUTH_TOKEN_MAX_BYTES: usize = 16 * 1024
+);
+knob!(
+    /// After a failed discovery or JWKS fetch, the next attempt for the same URL waits this
+    /// long (requests in between get the same error), so a down provider is not hammered.
+    JWKS_FETCH_RETRY_MS: u64 = 1_000
+);

@@ -9,6 +9,7 @@
 use std::cmp::Ordering;
 use std::collections::BTreeMap;
 use std::fmt;
+use std::ops::Bound;
 
 /// The exclusive end of an [`Interval`]: a key, or past every key.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -216,7 +217,11 @@ impl IntervalSet {
 
     /// Whether some interval of the set holds `key`.
     pub fn contains(&self, key: &[u8]) -> bool {
-        match self.by_start.range::<[u8], _>(..=key).next_back() {
+        match self
+            .by_start
+            .range::<[u8], _>((Bound::Unbounded, Bound::Included(key)))
+            .next_back()
+        {
             Some((_, end)) => end.is_after(key),
             None => false,
         }

@@ -55,6 +55,7 @@ impl<V> Default for IntervalTree<V> {
 
 impl<V> IntervalTree<V> {
     /// How many distinct intervals are stored.
+    #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
         self.len
     }

@@ -25,7 +25,7 @@ use http::{Method, StatusCode};
 use crate::origins::Origins;
 use crate::response::text_response;
 use crate::router::{
-    HttpRouter, RouteInfo, RouteMethod, AUTH_PATH_PREFIX, CALLBACK_PATH_PREFIX,
+    HttpRouter, RouteInfo, RouteKind, RouteMethod, AUTH_PATH_PREFIX, CALLBACK_PATH_PREFIX,
     SIGN_IN_PATH_PREFIX,
 };
 
@@ -131,7 +131,7 @@ impl HttpRouter {
         match arrival {
             Arrival::Site | Arrival::SiteViaClient => {
                 self.explain_site_miss(method, path, &mut explanation);
-                self.add_closest(method, path, "Closest routes:".into(), &mut explanation);
+                self.add_closest(method, path, None, &mut explanation);
             }
             Arrival::Client => {
                 if self.is_site_path(path) {
@@ -143,11 +143,11 @@ impl HttpRouter {
                          site origin {}.",
                         origins.client, origins.site
                     ));
-                    let heading = format!(
-                        "Closest HTTP action routes (at {} and under {}/http):",
+                    let location = format!(
+                        "HTTP actions, at {} and under {}/http",
                         origins.site, origins.client
                     );
-                    self.add_closest(method, path, heading, &mut explanation);
+                    self.add_closest(method, path, Some(location), &mut explanation);
                 }
             }
         }
@@ -196,7 +196,10 @@ impl HttpRouter {
         let (prefix, rest) = if let Some(rest) = path.strip_prefix(SIGN_IN_PATH_PREFIX) {
             (SIGN_IN_PATH_PREFIX, rest)
         } else {
-            (CALLBACK_PATH_PREFIX, path.strip_prefix(CALLBACK_PATH_PREFIX)?)
+            (
+                CALLBACK_PATH_PREFIX,
+                path.strip_prefix(CALLBACK_PATH_PREFIX)?,
+            )
         };
         let provider = rest.split('/').next().unwrap_or(rest);
         if providers.iter().any(|p| p == provider) {
@@ -227,7 +230,12 @@ impl HttpRouter {
                 .any(|m| self.resolve(m, path).is_some())
     }
 
-    fn explain_wrong_origin(&self, path: &str, origins: &Origins, explanation: &mut MissExplanation) {
+    fn explain_wrong_origin(
+        &self,
+        path: &str,
+        origins: &Origins,
+        explanation: &mut MissExplanation,
+    ) {
         let shown = truncate(path, COMPARED_PATH_BYTES);
         let reasons = &mut explanation.reasons;
         reasons.push(format!(
@@ -258,11 +266,15 @@ impl HttpRouter {
         }
     }
 
+    /// List up to three routes closest to `path`. A route is close when at most half of
+    /// its characters differ (edit distance); when none is, a few routes are still listed,
+    /// under a heading that says so, since seeing what exists is the next best help.
+    /// `location` says where the listed routes are served, when that is not obvious.
     fn add_closest(
         &self,
         method: &Method,
         path: &str,
-        heading: String,
+        location: Option<String>,
         explanation: &mut MissExplanation,
     ) {
         if self.is_empty() {
@@ -271,15 +283,17 @@ impl HttpRouter {
         }
         let requested = RouteMethod::for_request(method);
         let path = truncate(path, COMPARED_PATH_BYTES);
-        let mut ranked: Vec<(usize, bool, Reverse<usize>, usize)> = (0..self.entry_count())
+        let mut ranked: Vec<(bool, usize, bool, Reverse<usize>, usize)> = (0..self.entry_count())
             .map(|index| {
                 let entry = self.entry(index);
                 let compared = match entry.kind {
-                    crate::router::RouteKind::Exact => path,
-                    crate::router::RouteKind::Prefix => truncate(path, entry.path.len()),
+                    RouteKind::Exact => path,
+                    RouteKind::Prefix => truncate(path, entry.path.len()),
                 };
+                let distance = edit_distance(compared.as_bytes(), entry.path.as_bytes());
                 (
-                    edit_distance(compared.as_bytes(), entry.path.as_bytes()),
+                    distance * 2 > entry.path.len(),
+                    distance,
                     Some(entry.method) != requested,
                     Reverse(common_prefix_len(path, &entry.path)),
                     index,
@@ -287,11 +301,18 @@ impl HttpRouter {
             })
             .collect();
         ranked.sort();
-        explanation.closest_heading = Some(heading);
+        let any_close = ranked.first().is_some_and(|(far, ..)| !far);
+        let location = location.map(|l| format!(" ({l})")).unwrap_or_default();
+        explanation.closest_heading = Some(if any_close {
+            format!("Closest routes{location}:")
+        } else {
+            format!("No route is close to this path; registered routes{location} include:")
+        });
         explanation.closest = ranked
             .into_iter()
+            .filter(|(far, ..)| !any_close || !far)
             .take(CLOSEST_ROUTES_COUNT)
-            .map(|(_, _, _, index)| self.info(index))
+            .map(|(.., index)| self.info(index))
             .collect();
     }
 }

@@ -19,8 +19,8 @@ pub const TEXT_PLAIN_UTF8: &str = "text/plain; charset=utf-8";
 /// body `{"code":"<ShortCode>","message":"<text>"}` (plus `"data"` when the error carries
 /// user data). The message includes the error's detail only when `dev_mode` is on.
 pub fn error_response(err: &Error, dev_mode: bool) -> Response {
-    let status = StatusCode::from_u16(err.code().http_status())
-        .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let status =
+        StatusCode::from_u16(err.code().http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let mut body = serde_json::Map::new();
     body.insert("code".into(), err.code().as_str().into());
     body.insert("message".into(), err.client_message(dev_mode).into());

@@ -19,7 +19,6 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::fmt;
-use std::sync::Arc;
 
 use conflux_common::{Error, ErrorCode, Result};
 use http::Method;
@@ -249,7 +248,11 @@ impl fmt::Display for RouteInfo {
         match self.kind {
             RouteKind::Exact => write!(f, "{} {} ({})", self.method, self.path, self.set),
             RouteKind::Prefix => {
-                write!(f, "{} {} (path prefix, {})", self.method, self.path, self.set)
+                write!(
+                    f,
+                    "{} {} (path prefix, {})",
+                    self.method, self.path, self.set
+                )
             }
         }
     }
@@ -386,7 +389,10 @@ fn path_problem(route: &Route, set: &str) -> Option<String> {
             route.method
         ));
     }
-    if path.bytes().any(|b| !(0x21..=0x7e).contains(&b) || b == b'?' || b == b'#') {
+    if path
+        .bytes()
+        .any(|b| !(0x21..=0x7e).contains(&b) || b == b'?' || b == b'#')
+    {
         return Some(format!(
             "- {} {what} `{path}` (route set `{set}`) must be written as it appears in a URL: \
              visible ASCII, percent-encoded, without `?` or `#`.",
@@ -452,9 +458,7 @@ impl HttpRouter {
     /// Every registered route, sorted by path then method: what a `routes` command prints.
     pub fn routes(&self) -> Vec<RouteInfo> {
         let mut routes: Vec<RouteInfo> = (0..self.entries.len()).map(|i| self.info(i)).collect();
-        routes.sort_by(|a, b| {
-            (&a.path, a.kind, a.method).cmp(&(&b.path, b.kind, b.method))
-        });
+        routes.sort_by(|a, b| (&a.path, a.kind, a.method).cmp(&(&b.path, b.kind, b.method)));
         routes
     }
 
@@ -515,13 +519,19 @@ impl HttpRouter {
     /// The index of the entry serving `method` on `path`: exact first, then the longest
     /// prefix; a sign-in route of a set declaring its providers only serves those.
     pub(crate) fn resolve(&self, method: RouteMethod, path: &str) -> Option<usize> {
-        let found = self.exact.get(&(method, path.to_string())).copied().or_else(|| {
-            self.prefixes.iter().copied().find(|&i| {
-                let entry = &self.entries[i];
-                entry.method == method && path.starts_with(entry.path.as_str())
-            })
-        })?;
-        let declared = self.sets[self.entries[found].set].sign_in_providers.as_ref();
+        let found = self
+            .exact
+            .get(&(method, path.to_string()))
+            .copied()
+            .or_else(|| {
+                self.prefixes.iter().copied().find(|&i| {
+                    let entry = &self.entries[i];
+                    entry.method == method && path.starts_with(entry.path.as_str())
+                })
+            })?;
+        let declared = self.sets[self.entries[found].set]
+            .sign_in_providers
+            .as_ref();
         match (declared, provider_in_path(path)) {
             (Some(providers), Some(provider)) if !providers.iter().any(|p| p == provider) => None,
             _ => Some(found),
@@ -560,13 +570,27 @@ mod tests {
         let router = RouterBuilder::new()
             .route(Route::path_prefix(RouteMethod::Get, "/", noop()))
             .route(Route::path_prefix(RouteMethod::Get, "/files/", noop()))
-            .route(Route::path_prefix(RouteMethod::Get, "/files/images/", noop()))
-            .route(Route::new(RouteMethod::Get, "/files/images/logo.png", noop()))
+            .route(Route::path_prefix(
+                RouteMethod::Get,
+                "/files/images/",
+                noop(),
+            ))
+            .route(Route::new(
+                RouteMethod::Get,
+                "/files/images/logo.png",
+                noop(),
+            ))
             .build()
             .expect("valid routes");
         let path_of = |p: &str| router.lookup(&Method::GET, p).map(|r| r.path);
-        assert_eq!(path_of("/files/images/logo.png").as_deref(), Some("/files/images/logo.png"));
-        assert_eq!(path_of("/files/images/a.png").as_deref(), Some("/files/images/"));
+        assert_eq!(
+            path_of("/files/images/logo.png").as_deref(),
+            Some("/files/images/logo.png")
+        );
+        assert_eq!(
+            path_of("/files/images/a.png").as_deref(),
+            Some("/files/images/")
+        );
         assert_eq!(path_of("/files/a.txt").as_deref(), Some("/files/"));
         assert_eq!(path_of("/other").as_deref(), Some("/"));
         assert_eq!(router.lookup(&Method::POST, "/other"), None);
@@ -581,15 +605,24 @@ mod tests {
             .build()
             .expect_err("invalid routes");
         let message = err.message();
-        assert!(message.contains("`no-slash` (route set `app`) must start with `/`"), "{message}");
-        assert!(message.contains("path prefix `/files` (route set `app`) must end with `/`"), "{message}");
+        assert!(
+            message.contains("`no-slash` (route set `app`) must start with `/`"),
+            "{message}"
+        );
+        assert!(
+            message.contains("path prefix `/files` (route set `app`) must end with `/`"),
+            "{message}"
+        );
         assert!(message.contains("`/a b`"), "{message}");
     }
 
     #[test]
     fn provider_is_the_first_segment_after_the_sign_in_prefix() {
         assert_eq!(provider_in_path("/api/auth/signin/google"), Some("google"));
-        assert_eq!(provider_in_path("/api/auth/callback/github/extra"), Some("github"));
+        assert_eq!(
+            provider_in_path("/api/auth/callback/github/extra"),
+            Some("github")
+        );
         assert_eq!(provider_in_path("/api/auth/other"), None);
     }
 }

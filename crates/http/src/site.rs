@@ -100,7 +100,9 @@ impl SiteState {
 fn without_body(response: http::Response<Bytes>) -> Response {
     let (mut parts, body) = response.into_parts();
     if !parts.headers.contains_key(CONTENT_LENGTH) {
-        parts.headers.insert(CONTENT_LENGTH, HeaderValue::from(body.len()));
+        parts
+            .headers
+            .insert(CONTENT_LENGTH, HeaderValue::from(body.len()));
     }
     Response::from_parts(parts, Body::empty())
 }
@@ -129,7 +131,9 @@ fn request_url(
             .unwrap_or_else(|| "localhost".to_string()),
     };
     if host.contains(['/', '?', '#', '@', ' ']) {
-        return Err(Error::bad_request(format!("The Host header `{host}` is not a valid host.")));
+        return Err(Error::bad_request(format!(
+            "The Host header `{host}` is not a valid host."
+        )));
     }
     let text = match query {
         Some(query) => format!("{scheme}://{host}{path}?{query}"),
@@ -189,7 +193,10 @@ mod tests {
         .expect("valid URL");
         assert_eq!(url.as_str(), "https://app.example/hook?a=1");
         let url = request_url(
-            &headers(&[("host", "app.example"), ("forwarded", "for=1.2.3.4;proto=https")]),
+            &headers(&[
+                ("host", "app.example"),
+                ("forwarded", "for=1.2.3.4;proto=https"),
+            ]),
             &origins,
             "/hook",
             None,

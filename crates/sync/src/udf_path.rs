@@ -184,7 +184,10 @@ fn check_function_name(path: &str, function: &str) -> Result<()> {
         ));
     }
     if function.chars().all(|c| c == '_') {
-        return Err(invalid(path, "the function name cannot be only underscores"));
+        return Err(invalid(
+            path,
+            "the function name cannot be only underscores",
+        ));
     }
     Ok(())
 }
@@ -245,7 +248,11 @@ mod tests {
                 "{path:?}: {:?} should mention {expected:?}",
                 err.message()
             );
-            assert!(err.message().contains(&format!("{path:?}")), "{}", err.message());
+            assert!(
+                err.message().contains(&format!("{path:?}")),
+                "{}",
+                err.message()
+            );
         }
     }
 

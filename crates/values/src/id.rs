@@ -253,6 +253,9 @@ mod tests {
         let a = DocumentId::new_with_rng(TableNumber(2), &mut rand::rngs::StdRng::seed_from_u64(1));
         let b = DocumentId::new_with_rng(TableNumber(2), &mut rand::rngs::StdRng::seed_from_u64(1));
         assert_eq!(a, b);
-        assert_ne!(DocumentId::new(TableNumber(2)), DocumentId::new(TableNumber(2)));
+        assert_ne!(
+            DocumentId::new(TableNumber(2)),
+            DocumentId::new(TableNumber(2))
+        );
     }
 }

@@ -47,5 +47,5 @@ mod value;
 pub use id::{DocumentId, TableNumber};
 pub use json::ConvexJson;
 pub use object::{check_field_name, field_name_is_valid, Object, FIELD_NAME_MAX_LEN};
+pub use validator::v;
 pub use value::Value;
-

@@ -253,7 +253,14 @@ mod tests {
 
     #[test]
     fn ordinary_and_system_names_are_accepted() {
-        for name in ["body", "_id", "_creationTime", "with space", "~", "a".repeat(1024).as_str()] {
+        for name in [
+            "body",
+            "_id",
+            "_creationTime",
+            "with space",
+            "~",
+            "a".repeat(1024).as_str(),
+        ] {
             assert!(field_name_is_valid(name), "{name}");
             assert_eq!(message_of(name), "accepted");
         }
@@ -274,7 +281,10 @@ mod tests {
         let mut object = Object::new();
         assert!(object.insert("$foo".into(), Value::Null).is_err());
         assert!(object.is_empty());
-        assert_eq!(object.insert("a".into(), Value::from(1i64)).ok(), Some(None));
+        assert_eq!(
+            object.insert("a".into(), Value::from(1i64)).ok(),
+            Some(None)
+        );
         assert_eq!(
             object.insert("a".into(), Value::from(2i64)).ok(),
             Some(Some(Value::from(1i64)))

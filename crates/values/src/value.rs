@@ -410,7 +410,15 @@ mod tests {
 
     #[test]
     fn float_sort_keys_invert_exactly() {
-        for x in [f64::NEG_INFINITY, -2.5, -0.0, 0.0, 1e-310, 3.5, f64::INFINITY] {
+        for x in [
+            f64::NEG_INFINITY,
+            -2.5,
+            -0.0,
+            0.0,
+            1e-310,
+            3.5,
+            f64::INFINITY,
+        ] {
             let back = float_from_sort_key(float_sort_key(x)).map(f64::to_bits);
             assert_eq!(back, Some(x.to_bits()));
         }
@@ -447,7 +455,10 @@ mod tests {
         assert_eq!(Value::Float64(42.0).to_string(), "42");
         assert_eq!(Value::Float64(-0.0).to_string(), "-0");
         assert_eq!(Value::Float64(f64::NEG_INFINITY).to_string(), "-Infinity");
-        assert_eq!(Value::Bytes(vec![1, 2, 3]).to_string(), "ArrayBuffer(\"AQID\")");
+        assert_eq!(
+            Value::Bytes(vec![1, 2, 3]).to_string(),
+            "ArrayBuffer(\"AQID\")"
+        );
         assert_eq!(
             Value::from(vec![Value::Null, Value::from(true)]).to_string(),
             "[null, true]"

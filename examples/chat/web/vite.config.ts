@@ -14,7 +14,10 @@ export default defineConfig({
       onwarn(warning, defaultHandler) {
         // `@convex-dev/auth/react` starts with "use client" for React Server Components;
         // it means nothing in a client-only bundle.
-        if (warning.code === "MODULE_LEVEL_DIRECTIVE" && warning.message.includes('"use client"')) {
+        if (
+          warning.code === "MODULE_LEVEL_DIRECTIVE" &&
+          warning.message.includes('"use client"')
+        ) {
           return;
         }
         defaultHandler(warning);

@@ -32,7 +32,10 @@ pub fn parse_client_message(text: &str) -> Result<ClientMessage> {
 }
 
 /// [`parse_client_message`] with an explicit size limit in bytes.
-pub(super) fn parse_client_message_with_limit(text: &str, max_bytes: usize) -> Result<ClientMessage> {
+pub(super) fn parse_client_message_with_limit(
+    text: &str,
+    max_bytes: usize,
+) -> Result<ClientMessage> {
     if text.len() > max_bytes {
         return Err(Error::new(
             ErrorCode::LimitExceeded,
@@ -191,10 +194,7 @@ impl<'a> Fields<'a> {
 
     fn required(&self, name: &str) -> Result<&'a Json> {
         self.map.get(name).ok_or_else(|| {
-            Error::bad_request(format!(
-                "{}: required field is missing",
-                self.path_of(name)
-            ))
+            Error::bad_request(format!("{}: required field is missing", self.path_of(name)))
         })
     }
 
@@ -297,7 +297,10 @@ impl<'a> Fields<'a> {
 }
 
 fn unexpected(path: &str, expected: &str, found: &Json) -> Error {
-    Error::bad_request(format!("{path}: expected {expected}, got {}", describe(found)))
+    Error::bad_request(format!(
+        "{path}: expected {expected}, got {}",
+        describe(found)
+    ))
 }
 
 /// A short description of a JSON value for error messages; never echoes large input.

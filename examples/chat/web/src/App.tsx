@@ -2,11 +2,30 @@
 //
 // `<Authenticated>`, `<Unauthenticated>` and `<AuthLoading>` come from `convex/react` and follow
 // the backend's confirmation of the token, so the two views are never shown together.
-import { Component, useEffect, useRef, useState, type FormEvent, type ReactNode } from "react";
-import { Authenticated, AuthLoading, Unauthenticated, useMutation, useQuery } from "convex/react";
+import {
+  Component,
+  useEffect,
+  useRef,
+  useState,
+  type FormEvent,
+  type ReactNode,
+} from "react";
+import {
+  Authenticated,
+  AuthLoading,
+  Unauthenticated,
+  useMutation,
+  useQuery,
+} from "convex/react";
 import { ConvexError } from "convex/values";
 import { useAuthActions } from "@convex-dev/auth/react";
-import { CHANNEL, listMessages, sendMessage, viewer, type Message } from "./api";
+import {
+  CHANNEL,
+  listMessages,
+  sendMessage,
+  viewer,
+  type Message,
+} from "./api";
 
 /** The whole page for a deployment with the given sign-in providers. */
 export function App({ providers }: { providers: string[] }) {
@@ -39,7 +58,11 @@ function providerLabel(id: string): string {
 function describeError(error: unknown): string {
   if (error instanceof ConvexError) {
     const data: unknown = error.data;
-    if (typeof data === "object" && data !== null && typeof (data as { code?: unknown }).code === "string") {
+    if (
+      typeof data === "object" &&
+      data !== null &&
+      typeof (data as { code?: unknown }).code === "string"
+    ) {
       return (data as { code: string }).code;
     }
     return typeof data === "string" ? data : JSON.stringify(data);
@@ -63,7 +86,11 @@ function SignIn({ providers }: { providers: string[] }) {
   };
 
   return (
-    <section className="card" aria-labelledby="signin-heading" data-testid="unauthenticated">
+    <section
+      className="card"
+      aria-labelledby="signin-heading"
+      data-testid="unauthenticated"
+    >
       <h2 id="signin-heading">Sign in to chat</h2>
       {providers.length === 0 ? (
         <p>This deployment has no sign-in provider configured.</p>
@@ -94,13 +121,21 @@ function SignIn({ providers }: { providers: string[] }) {
 
 function Chat() {
   const me = useQuery(viewer, {});
-  const name = me === undefined ? null : (me?.name ?? me?.email ?? "an unnamed user");
+  // "loading" until the first result; "no-user" if the backend knows no user for the token.
+  const state =
+    me === undefined ? "loading" : me === null ? "no-user" : "ready";
+  const name =
+    me === undefined
+      ? "…"
+      : me === null
+        ? "an unknown user"
+        : (me.name ?? me.email ?? "an unnamed user");
 
   return (
     <section className="card" aria-labelledby="channel-heading">
       <header className="chat-header">
-        <p data-testid="signed-in-as" data-state={name === null ? "loading" : "ready"}>
-          Signed in as <strong>{name ?? "…"}</strong>
+        <p data-testid="signed-in-as" data-state={state}>
+          Signed in as <strong>{name}</strong>
         </p>
         <SignOutButton />
       </header>
@@ -114,7 +149,12 @@ function Chat() {
 function SignOutButton() {
   const { signOut } = useAuthActions();
   return (
-    <button type="button" className="secondary" data-testid="signout-button" onClick={() => void signOut()}>
+    <button
+      type="button"
+      className="secondary"
+      data-testid="signout-button"
+      onClick={() => void signOut()}
+    >
       Sign out
     </button>
   );
@@ -147,7 +187,9 @@ function MessageList() {
       aria-live="polite"
       data-testid="message-list"
     >
-      {messages.length === 0 && <li className="empty">No messages yet. Say hello!</li>}
+      {messages.length === 0 && (
+        <li className="empty">No messages yet. Say hello!</li>
+      )}
       {messages.map((message) => (
         <MessageItem key={message._id} message={message} />
       ))}
@@ -159,9 +201,13 @@ function MessageItem({ message }: { message: Message }) {
   const sent = new Date(message._creationTime);
   return (
     <li data-testid="message" data-id={message._id}>
-      <span className="author">{message.author}</span>{" "}
+      <span className="author" data-testid="message-author">
+        {message.author}
+      </span>{" "}
       <time dateTime={sent.toISOString()}>{sent.toLocaleTimeString()}</time>
-      <p className="body">{message.body}</p>
+      <p className="body" data-testid="message-body">
+        {message.body}
+      </p>
     </li>
   );
 }
@@ -204,7 +250,12 @@ function SendBox() {
         Send
       </button>
       {error !== null && (
-        <p id="send-error" className="error" role="alert" data-testid="send-error">
+        <p
+          id="send-error"
+          className="error"
+          role="alert"
+          data-testid="send-error"
+        >
           Message not sent: {error}
           {error === "BadBody" && " (a message must be 1 to 2,000 characters)"}
         </p>
@@ -214,7 +265,10 @@ function SendBox() {
 }
 
 /** Shows a failed query (for example a function the backend does not have) instead of a blank page. */
-class QueryErrorBoundary extends Component<{ children: ReactNode }, { error: Error | null }> {
+class QueryErrorBoundary extends Component<
+  { children: ReactNode },
+  { error: Error | null }
+> {
   state: { error: Error | null } = { error: null };
 
   static getDerivedStateFromError(error: Error) {
@@ -229,7 +283,10 @@ class QueryErrorBoundary extends Component<{ children: ReactNode }, { error: Err
             Could not load the chat: {describeError(this.state.error)}
           </p>
           <div className="actions">
-            <button type="button" onClick={() => this.setState({ error: null })}>
+            <button
+              type="button"
+              onClick={() => this.setState({ error: null })}
+            >
               Try again
             </button>
             <SignOutButton />

@@ -25,10 +25,22 @@ export interface Viewer {
 }
 
 /** `messages:list`: the newest 100 messages of a channel, oldest first. */
-export const listMessages = makeFunctionReference<"query", { channel?: string }, Message[]>("messages:list");
+export const listMessages = makeFunctionReference<
+  "query",
+  { channel?: string },
+  Message[]
+>("messages:list");
 
 /** `messages:send`: posts a message; fails with `ConvexError({code: "BadBody"})` on an empty or too long body. */
-export const sendMessage = makeFunctionReference<"mutation", { body: string; channel?: string }, string>("messages:send");
+export const sendMessage = makeFunctionReference<
+  "mutation",
+  { body: string; channel?: string },
+  string
+>("messages:send");
 
 /** `users:viewer`: the signed-in user, or `null`. */
-export const viewer = makeFunctionReference<"query", Record<string, never>, Viewer | null>("users:viewer");
+export const viewer = makeFunctionReference<
+  "query",
+  Record<string, never>,
+  Viewer | null
+>("users:viewer");

@@ -36,7 +36,9 @@ function fallbackConfig(): AppConfig {
 
 function parseConfig(raw: unknown, source: string): AppConfig {
   if (typeof raw !== "object" || raw === null) {
-    throw new ConfigError(`${source} must be a JSON object like {"convexUrl": "http://127.0.0.1:3210", "providers": ["google"]}.`);
+    throw new ConfigError(
+      `${source} must be a JSON object like {"convexUrl": "http://127.0.0.1:3210", "providers": ["google"]}.`,
+    );
   }
   const { convexUrl, providers } = raw as Record<string, unknown>;
   if (typeof convexUrl !== "string" || !/^https?:\/\//.test(convexUrl)) {
@@ -44,8 +46,14 @@ function parseConfig(raw: unknown, source: string): AppConfig {
       `${source} has no usable "convexUrl": expected an http:// or https:// address, found ${JSON.stringify(convexUrl)}.`,
     );
   }
-  if (providers !== undefined && (!Array.isArray(providers) || !providers.every((p) => typeof p === "string"))) {
-    throw new ConfigError(`${source} has an invalid "providers": expected a list of provider ids such as ["google"].`);
+  if (
+    providers !== undefined &&
+    (!Array.isArray(providers) ||
+      !providers.every((p) => typeof p === "string"))
+  ) {
+    throw new ConfigError(
+      `${source} has an invalid "providers": expected a list of provider ids such as ["google"].`,
+    );
   }
   return { convexUrl, providers: providers ?? [], source };
 }

@@ -32,7 +32,9 @@ loadConfig().then(
   },
   (error: unknown) => {
     const message =
-      error instanceof ConfigError || error instanceof Error ? error.message : String(error);
+      error instanceof ConfigError || error instanceof Error
+        ? error.message
+        : String(error);
     root.render(
       <main className="app">
         <h1>Conflux chat</h1>

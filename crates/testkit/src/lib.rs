@@ -1,0 +1,8 @@
+//! Test support shared by Conflux's integration tests.
+//!
+//! Conflux promises that the unmodified official clients work against it, so many tests
+//! drive those clients. [`node`] runs the npm clients (installed under `tests/npm`) from a
+//! Rust test: a scenario script reports what its client saw as JSON lines, and the test
+//! asserts on them.
+
+pub mod node;
