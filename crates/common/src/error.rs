@@ -211,8 +211,14 @@ impl fmt::Display for ErrorCode {
 /// The error type of Conflux: a stable code, a message for the developer, an optional
 /// detail that is redacted outside dev mode, and optional user data (`ConvexError` data,
 /// already in the Convex JSON encoding).
+///
+/// The fields live behind one `Box`, so an `Error` is a single pointer and `Result<T>` stays
+/// as small as `T` allows on hot paths.
 #[derive(Clone, Debug, PartialEq)]
-pub struct Error {
+pub struct Error(Box<ErrorInner>);
+
+#[derive(Clone, Debug, PartialEq)]
+struct ErrorInner {
     code: ErrorCode,
     message: String,
     detail: Option<String>,
@@ -225,28 +231,28 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 impl Error {
     /// An error with a code and a message that is safe to show to any client.
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        Error {
+        Error(Box::new(ErrorInner {
             code,
             message: message.into(),
             detail: None,
             data: None,
-        }
+        }))
     }
 
     /// Attach a detail that is logged always and sent to clients only in dev mode.
     pub fn with_detail(mut self, detail: impl Into<String>) -> Self {
-        self.detail = Some(detail.into());
+        self.0.detail = Some(detail.into());
         self
     }
 
     /// A user error (`ConvexError`) carrying data in the Convex JSON encoding.
     pub fn user(message: impl Into<String>, data: serde_json::Value) -> Self {
-        Error {
+        Error(Box::new(ErrorInner {
             code: ErrorCode::UserError,
             message: message.into(),
             detail: None,
             data: Some(data),
-        }
+        }))
     }
 
     /// Shorthand for [`ErrorCode::BadRequest`].
@@ -262,43 +268,43 @@ impl Error {
 
     /// The stable code.
     pub fn code(&self) -> ErrorCode {
-        self.code
+        self.0.code
     }
 
     /// The message, safe for any client.
     pub fn message(&self) -> &str {
-        &self.message
+        &self.0.message
     }
 
     /// The redacted detail, if any.
     pub fn detail(&self) -> Option<&str> {
-        self.detail.as_deref()
+        self.0.detail.as_deref()
     }
 
     /// User data (`ConvexError` data in Convex JSON), if any.
     pub fn data(&self) -> Option<&serde_json::Value> {
-        self.data.as_ref()
+        self.0.data.as_ref()
     }
 
     /// The text a client receives: the message, followed by the detail in dev mode.
     pub fn client_message(&self, dev_mode: bool) -> String {
-        match (&self.detail, dev_mode) {
-            (Some(detail), true) => format!("{}: {}", self.message, detail),
-            _ => self.message.clone(),
+        match (&self.0.detail, dev_mode) {
+            (Some(detail), true) => format!("{}: {}", self.0.message, detail),
+            _ => self.0.message.clone(),
         }
     }
 
     /// Prefix the message with context, keeping code, detail and data.
     pub fn context(mut self, context: impl fmt::Display) -> Self {
-        self.message = format!("{context}: {}", self.message);
+        self.0.message = format!("{context}: {}", self.0.message);
         self
     }
 }
 
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}", self.code, self.message)?;
-        if let Some(detail) = &self.detail {
+        write!(f, "{}: {}", self.0.code, self.0.message)?;
+        if let Some(detail) = &self.0.detail {
             write!(f, " ({detail})")?;
         }
         Ok(())

@@ -28,6 +28,10 @@ pub struct UserIdentity {
     pub attributes: Map<String, Json>,
     /// When the token stops being valid, in seconds since the Unix epoch (its `exp`).
     pub expires_at_secs: Option<u64>,
+    /// For tokens issued by this deployment's built-in sign-in: the session the token
+    /// belongs to. Ending that session ends this identity everywhere at once (see
+    /// [`SessionEnded`]).
+    pub session_id: Option<String>,
 }
 
 impl UserIdentity {
@@ -82,10 +86,25 @@ impl Identity {
     }
 }
 
+/// A sign-in session ended (signed out from anywhere, expired, or revoked): every
+/// connection authenticated with a token of that session must lose its identity now, not
+/// when the token's `exp` passes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SessionEnded {
+    /// The id of the session that ended ([`UserIdentity::session_id`]).
+    pub session_id: String,
+}
+
 /// Turns a bearer token into a [`UserIdentity`], or says exactly which check failed.
 #[async_trait]
 pub trait TokenValidator: Send + Sync + 'static {
     /// Validate `token`. Errors carry an auth [`crate::ErrorCode`] and a detail naming the
     /// check that failed.
     async fn validate(&self, token: &str) -> Result<UserIdentity>;
+
+    /// A stream of ended sessions, for validators that know about sessions (the built-in
+    /// sign-in). Long-lived connections listen to it to drop identities at once.
+    fn session_events(&self) -> Option<tokio::sync::broadcast::Receiver<SessionEnded>> {
+        None
+    }
 }

@@ -17,4 +17,4 @@ pub mod identity;
 pub mod knobs;
 
 pub use error::{Error, ErrorCode, Result};
-pub use identity::{Identity, TokenValidator, UserIdentity};
+pub use identity::{Identity, SessionEnded, TokenValidator, UserIdentity};

@@ -207,9 +207,10 @@ impl Catalog {
         let mut by_number = HashMap::new();
         let mut index_names = HashMap::new();
         for table in schema.tables() {
-            let number = record.tables.get(table.name()).copied().ok_or_else(|| {
-                Error::internal(format!("table {} has no number", table.name()))
-            })?;
+            let number =
+                record.tables.get(table.name()).copied().ok_or_else(|| {
+                    Error::internal(format!("table {} has no number", table.name()))
+                })?;
             let mut indexes = Vec::new();
             for index in table.indexes() {
                 let key_fields = index.key_fields();

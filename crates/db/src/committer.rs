@@ -76,7 +76,7 @@ impl Committer {
         while let Some(first) = receiver.blocking_recv() {
             self.shared.pause.reach(PausePoint::BeforeValidate);
             let mut group = vec![first];
-            while group.len() < self.shared.options.max_batch {
+            while group.len() < self.shared.options.max_batch.max(1) {
                 match receiver.try_recv() {
                     Ok(request) => group.push(request),
                     Err(_) => break,
@@ -130,9 +130,9 @@ impl Committer {
                 _ => Error::new(
                     ErrorCode::StorageUnavailable,
                     format!(
-                        "could not write to {}: {}; nothing was committed",
+                        "could not write to disk ({}): {}; nothing was committed",
                         self.shared.persistence.describe(),
-                        err.message()
+                        err.detail().unwrap_or(err.message())
                     ),
                 ),
             };
@@ -147,7 +147,10 @@ impl Committer {
             return;
         }
         self.creation_watermark = creation_max;
-        self.shared.stats.durable_writes.fetch_add(1, Ordering::Relaxed);
+        self.shared
+            .stats
+            .durable_writes
+            .fetch_add(1, Ordering::Relaxed);
         self.shared
             .stats
             .commits
@@ -157,7 +160,9 @@ impl Committer {
         // Publish: write log first (see the ordering argument in `subscription`), then the
         // new snapshot, then subscriptions, then the callers.
         for commit in &accepted {
-            self.shared.write_log.append(commit.ts, commit.writes.clone());
+            self.shared
+                .write_log
+                .append(commit.ts, commit.writes.clone());
         }
         self.shared.publish(latest);
         for commit in &accepted {
@@ -176,7 +181,11 @@ impl Committer {
     }
 
     fn validate(&self, request: &CommitRequest, accepted: &[Accepted]) -> Result<()> {
-        match self.shared.write_log.check(&request.reads, request.snapshot) {
+        match self
+            .shared
+            .write_log
+            .check(&request.reads, request.snapshot)
+        {
             LogCheck::Clean => {}
             LogCheck::Overlap { ts, index } => return Err(self.conflict(index, ts)),
             LogCheck::NotCovered { horizon } => {

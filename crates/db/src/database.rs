@@ -213,7 +213,7 @@ impl Database {
             stats: Stats::default(),
             options,
         });
-        let (sender, receiver) = mpsc::channel(shared.options.commit_queue);
+        let (sender, receiver) = mpsc::channel(shared.options.commit_queue.max(1));
         let handle = committer::spawn(shared.clone(), receiver, creation_watermark)?;
         tracing::info!(
             store = %shared.persistence.describe(),

@@ -50,7 +50,9 @@ impl Document {
         let mut parts = path.split('.');
         let first = parts.next()?;
         let mut current = match first {
-            ID_FIELD => return Some(Value::String(self.id.to_string())).filter(|_| parts.next().is_none()),
+            ID_FIELD => {
+                return Some(Value::String(self.id.to_string())).filter(|_| parts.next().is_none())
+            }
             CREATION_TIME_FIELD => {
                 return Some(Value::Float64(self.creation_time)).filter(|_| parts.next().is_none())
             }
@@ -70,10 +72,9 @@ impl Document {
                 FieldPath::Id => {
                     index_key::push_component(&mut key, Some(&Value::String(self.id.to_string())))
                 }
-                FieldPath::CreationTime => index_key::push_component(
-                    &mut key,
-                    Some(&Value::Float64(self.creation_time)),
-                ),
+                FieldPath::CreationTime => {
+                    index_key::push_component(&mut key, Some(&Value::Float64(self.creation_time)))
+                }
                 FieldPath::User(parts) => {
                     index_key::push_component(&mut key, lookup(&self.value, parts))
                 }
@@ -104,7 +105,9 @@ impl Document {
         if version != FORMAT_VERSION {
             return Err(corrupt(&format!("unknown format version {version}")));
         }
-        let (time, text) = rest.split_at_checked(8).ok_or_else(|| corrupt("truncated"))?;
+        let (time, text) = rest
+            .split_at_checked(8)
+            .ok_or_else(|| corrupt("truncated"))?;
         let mut raw = [0u8; 8];
         raw.copy_from_slice(time);
         let creation_time = f64::from_bits(u64::from_be_bytes(raw));
@@ -116,7 +119,10 @@ impl Document {
                 creation_time,
                 value,
             }),
-            other => Err(corrupt(&format!("a {} instead of an object", other.type_name()))),
+            other => Err(corrupt(&format!(
+                "a {} instead of an object",
+                other.type_name()
+            ))),
         }
     }
 }

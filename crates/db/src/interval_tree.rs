@@ -265,7 +265,12 @@ impl<V> IntervalTree<V> {
         self.stab_from(self.root, key, visit);
     }
 
-    fn stab_from<'a>(&'a self, tree: usize, key: &[u8], visit: &mut impl FnMut(&'a Interval, &'a V)) {
+    fn stab_from<'a>(
+        &'a self,
+        tree: usize,
+        key: &[u8],
+        visit: &mut impl FnMut(&'a Interval, &'a V),
+    ) {
         if tree == NIL {
             return;
         }
@@ -329,14 +334,18 @@ mod tests {
             *tree.get_or_insert_with(&interval(i * 4, Some(i * 4 + 2)), || 0u32) += 1;
         }
         let mut found = Vec::new();
-        tree.stab(&(4_001u16).to_be_bytes(), &mut |iv, _| found.push(iv.clone()));
+        tree.stab(&(4_001u16).to_be_bytes(), &mut |iv, _| {
+            found.push(iv.clone())
+        });
         assert_eq!(found, vec![interval(4_000, Some(4_002))]);
         let visited = tree.visits(&(4_001u16).to_be_bytes());
         assert!(
             visited < 200,
             "a query visited {visited} of 10,000 nodes; it must stay logarithmic"
         );
-        tree.stab(&(4_003u16).to_be_bytes(), &mut |iv, _| found.push(iv.clone()));
+        tree.stab(&(4_003u16).to_be_bytes(), &mut |iv, _| {
+            found.push(iv.clone())
+        });
         assert_eq!(found.len(), 1, "4003 lies in a gap");
     }
 

@@ -61,3 +61,18 @@ pub use schema::{IndexDef, Schema, TableDef};
 pub use subscription::{Subscription, SubscriptionIndex};
 pub use timestamp::Timestamp;
 pub use transaction::{Patch, Transaction};
+
+#[cfg(test)]
+mod tests {
+    fn assert_send_sync<T: Send + Sync>() {}
+
+    #[test]
+    fn handles_can_move_between_threads() {
+        // The functions layer runs transactions on blocking threads and shares the database.
+        assert_send_sync::<crate::Database>();
+        assert_send_sync::<crate::Transaction>();
+        assert_send_sync::<crate::Subscription>();
+        assert_send_sync::<crate::SubscriptionIndex>();
+        assert_send_sync::<crate::ReadSet>();
+    }
+}

@@ -2,7 +2,7 @@
 //!
 //! A race test must hold one commit at an exact step while another transaction does
 //! something, then let it go on. Sleeping and hoping is flaky; instead the committer calls
-//! [`PausePoints::reach`] at each named [`PausePoint`], which costs one atomic load when no
+//! `PausePoints::reach` at each named [`PausePoint`], which costs one atomic load when no
 //! test is holding anything. A test arms a point with [`PausePoints::hold`], waits with
 //! [`PauseHandle::wait_reached`] until the committer is parked there, acts, and releases.
 //!

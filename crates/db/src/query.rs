@@ -291,6 +291,14 @@ fn decode_cursor(text: &str, index: IndexId, order: Order) -> Result<Position> {
 
 type Filter<'t> = Box<dyn Fn(&Document) -> bool + 't>;
 
+/// What a run of a query found.
+struct ScanOutcome {
+    /// The matching documents with their index keys, in the query's order.
+    matches: Vec<(Vec<u8>, Document)>,
+    /// Whether the scan reached the end of the range.
+    exhausted: bool,
+}
+
 /// A query being built on a transaction; run it with [`Query::take`], [`Query::collect`],
 /// [`Query::first`], [`Query::unique`] or [`Query::paginate`].
 pub struct Query<'t> {
@@ -300,6 +308,18 @@ pub struct Query<'t> {
     range: Interval,
     order: Order,
     filters: Vec<Filter<'t>>,
+}
+
+impl std::fmt::Debug for Query<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Query")
+            .field("table", &self.table.name)
+            .field("index", &self.table.indexes[self.index].name)
+            .field("range", &self.range.to_string())
+            .field("order", &self.order)
+            .field("filters", &self.filters.len())
+            .finish()
+    }
 }
 
 impl<'t> Query<'t> {
@@ -361,9 +381,9 @@ impl<'t> Query<'t> {
         self.filters.iter().all(|filter| filter(doc))
     }
 
-    /// Run the query over `range`, stopping after `limit` matches; returns the matches and
-    /// whether the range was exhausted, and records the read interval.
-    fn run(&mut self, range: Interval, limit: usize) -> Result<(Vec<(Vec<u8>, Document)>, bool)> {
+    /// Run the query over `range`, stopping after `limit` matches, and record the read
+    /// interval.
+    fn run(&mut self, range: Interval, limit: usize) -> Result<ScanOutcome> {
         let index_id = self.table.indexes[self.index].id;
         let mut scan = self.tx.start_scan(index_id, range, self.order);
         let mut out = Vec::new();
@@ -387,14 +407,17 @@ impl<'t> Query<'t> {
         self.tx.finish_scan(&scan);
         result?;
         debug_assert!(exhausted || scan.last_key().is_some() || limit == 0);
-        Ok((out, exhausted))
+        Ok(ScanOutcome {
+            matches: out,
+            exhausted,
+        })
     }
 
     /// At most `n` documents.
     pub fn take(mut self, n: usize) -> Result<Vec<Document>> {
         let range = self.range.clone();
-        let (docs, _) = self.run(range, n)?;
-        Ok(docs.into_iter().map(|(_, doc)| doc).collect())
+        let outcome = self.run(range, n)?;
+        Ok(outcome.matches.into_iter().map(|(_, doc)| doc).collect())
     }
 
     /// Every document in the range (bounded by `TRANSACTION_MAX_SCANNED_DOCUMENTS_COUNT`).
@@ -451,7 +474,10 @@ impl<'t> Query<'t> {
                 range.end = range.end.min(IntervalEnd::Excluded(key));
             }
         }
-        let (docs, exhausted) = self.run(range, opts.num_items)?;
+        let ScanOutcome {
+            matches: docs,
+            exhausted,
+        } = self.run(range, opts.num_items)?;
         let continue_cursor = match (exhausted, docs.last()) {
             (false, Some((key, _))) => {
                 encode_cursor(index_id, self.order, &Position::After(key.clone()))

@@ -111,7 +111,9 @@ impl WriteSet {
 
     /// Every written `(index, key)`.
     pub fn iter(&self) -> impl Iterator<Item = (IndexId, &[u8])> + '_ {
-        self.keys.iter().map(|(index, key)| (*index, key.as_slice()))
+        self.keys
+            .iter()
+            .map(|(index, key)| (*index, key.as_slice()))
     }
 
     /// The first written key that `read_set` covers.

@@ -157,7 +157,10 @@ impl TableDef {
                          are added to every index automatically"
                     )));
                 }
-                if field.split('.').any(|part| !conflux_values::field_name_is_valid(part)) {
+                if field
+                    .split('.')
+                    .any(|part| !conflux_values::field_name_is_valid(part))
+                {
                     return Err(Error::bad_request(format!(
                         "{context}: `{field}` is not a valid field path"
                     )));
@@ -274,11 +277,8 @@ mod tests {
     #[test]
     fn invalid_schemas_are_refused_with_the_reason() {
         let reserved = Schema::new().table(TableDef::new("t").index("by_id", &["x"]));
-        assert!(reserved
-            .check()
-            .map_err(|e| e.message().to_owned())
-            .unwrap_err()
-            .contains("reserved"));
+        let err = reserved.check().expect_err("by_id is reserved");
+        assert!(err.message().contains("reserved"), "{}", err.message());
         let system_field =
             Schema::new().table(TableDef::new("t").index("by_time", &["_creationTime"]));
         assert!(system_field.check().is_err());

@@ -12,7 +12,7 @@
 //! - **points** (`get(id)` reads, the common case): a hash map from the key to the
 //!   subscriptions reading it: `O(1)` per written key, plus one step per affected
 //!   subscription;
-//! - **ranges**: an augmented interval tree ([`crate::interval_tree`]) of the distinct
+//! - **ranges**: an augmented interval tree (module `interval_tree`) of the distinct
 //!   intervals, each carrying the set of subscriptions reading it: `O((1 + k) log R)` per
 //!   written key for `k` affected distinct intervals among `R`.
 //!

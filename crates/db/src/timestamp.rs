@@ -19,7 +19,9 @@ use serde::{Deserialize, Serialize};
 
 /// A point in the commit history of a database (nanoseconds since the Unix epoch, or later
 /// when commits come faster than the clock). At most `i64::MAX`.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
 #[serde(try_from = "u64", into = "u64")]
 pub struct Timestamp(u64);
 

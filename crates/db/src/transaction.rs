@@ -143,7 +143,12 @@ impl Transaction {
     /// The document with id `id`, or `None` if it does not exist (or its table is not in
     /// the schema). Records a point read.
     pub fn get(&mut self, id: &DocumentId) -> Result<Option<Document>> {
-        let Some(table) = self.shared.catalog.table_by_number(id.table_number()).cloned() else {
+        let Some(table) = self
+            .shared
+            .catalog
+            .table_by_number(id.table_number())
+            .cloned()
+        else {
             return Ok(None);
         };
         self.read_document(&table, id)
@@ -326,7 +331,8 @@ impl Transaction {
     }
 
     fn check_document(&self, table: &TableInfo, value: &Object) -> Result<()> {
-        limits::check_document(value).map_err(|err| err.context(format!("table `{}`", table.name)))?;
+        limits::check_document(value)
+            .map_err(|err| err.context(format!("table `{}`", table.name)))?;
         if let Some(validator) = table.def.document_validator() {
             let catalog = &self.shared.catalog;
             let resolve = |id: &DocumentId| catalog.table_name_of(id);
@@ -338,7 +344,12 @@ impl Transaction {
         Ok(())
     }
 
-    fn write(&mut self, table: &Arc<TableInfo>, id: DocumentId, new: Option<Document>) -> Result<()> {
+    fn write(
+        &mut self,
+        table: &Arc<TableInfo>,
+        id: DocumentId,
+        new: Option<Document>,
+    ) -> Result<()> {
         let before = match self.writes.get(&id) {
             Some(write) => write.current.clone(),
             None => {
@@ -405,7 +416,10 @@ impl Transaction {
 
     /// The next document of the scan with its index key, or `None` when the range is
     /// exhausted.
-    pub(crate) fn scan_next(&mut self, scan: &mut IndexScan) -> Result<Option<(Vec<u8>, Document)>> {
+    pub(crate) fn scan_next(
+        &mut self,
+        scan: &mut IndexScan,
+    ) -> Result<Option<(Vec<u8>, Document)>> {
         loop {
             if let Some((key, id)) = scan.buffer.pop_front() {
                 self.count_scanned(1)?;
@@ -573,8 +587,8 @@ fn schema_error(table: &str, document: &Value, err: ValidationError) -> Error {
                 .unwrap_or("a missing value");
             format!(
                 "{at}expected {}, found {found} (value: {})",
-                expected_name(&err.validator),
-                err.value
+                expected_name(&err.expected),
+                err.found
             )
         }
         ValidationProblem::MissingField(name) => {
@@ -586,7 +600,7 @@ fn schema_error(table: &str, document: &Value, err: ValidationError) -> Error {
             format!(
                 "field `{path}`: required by the schema but missing; add it or make it \
                  `v.optional(...)` (validator: {})",
-                err.validator
+                err.expected
             )
         }
         ValidationProblem::ExtraField(name) => {
@@ -600,11 +614,25 @@ fn schema_error(table: &str, document: &Value, err: ValidationError) -> Error {
                  validator"
             )
         }
-        ValidationProblem::InvalidRecordKey(_)
-        | ValidationProblem::IdFromOtherTable { .. }
-        | ValidationProblem::IdFromUnknownTable { .. } => format!("{at}{}", err.message()),
+        ValidationProblem::InvalidRecordKey(key) => format!(
+            "{at}record key `{key}` does not match the record's key validator (validator: {})",
+            err.expected
+        ),
+        ValidationProblem::IdFromOtherTable { id, table } => format!(
+            "{at}expected an id of the table named in `{}`, found the id \"{id}\" of table \
+             `{table}`",
+            err.expected
+        ),
+        ValidationProblem::IdFromUnknownTable { id } => format!(
+            "{at}expected an id of the table named in `{}`, found the id \"{id}\" of a table \
+             that does not exist",
+            err.expected
+        ),
     };
-    Error::new(ErrorCode::SchemaValidation, format!("table `{table}`: {message}"))
+    Error::new(
+        ErrorCode::SchemaValidation,
+        format!("table `{table}`: {message}"),
+    )
 }
 
 /// `v.string()` reads as `string`; compound validators stay as written.
@@ -627,16 +655,13 @@ fn value_at_path<'a>(root: &'a Value, path: &str) -> Option<&'a Value> {
     let mut rest = path;
     while !rest.is_empty() {
         if let Some(after_dot) = rest.strip_prefix('.') {
-            let end = after_dot
-                .find(['.', '['])
-                .unwrap_or(after_dot.len());
+            let end = after_dot.find(['.', '[']).unwrap_or(after_dot.len());
             current = current.as_object()?.get(&after_dot[..end])?;
             rest = &after_dot[end..];
         } else if let Some(inner) = rest.strip_prefix('[') {
             if inner.starts_with('"') {
                 // A JSON string, then `]`.
-                let mut stream =
-                    serde_json::Deserializer::from_str(inner).into_iter::<String>();
+                let mut stream = serde_json::Deserializer::from_str(inner).into_iter::<String>();
                 let name = stream.next()?.ok()?;
                 let used = stream.byte_offset();
                 current = current.as_object()?.get(&name)?;

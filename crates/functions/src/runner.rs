@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use conflux_common::{knobs, Error, ErrorCode, Identity, Result};
-use conflux_db::{Database, ReadSet, Timestamp, Transaction};
+use conflux_db::{Database, IndexRange, ReadSet, Timestamp, Transaction};
 use conflux_values::{Object, Value};
 use parking_lot::Mutex;
 use tokio::sync::Semaphore;
@@ -211,7 +211,7 @@ impl FunctionRunner {
 
     fn validate_args(&self, def: &FunctionDef, args: &Object) -> Result<()> {
         let db = &self.inner.db;
-        let resolve = |id: &conflux_values::DocumentId| db.table_name(id.table_number());
+        let resolve = |id: &conflux_values::DocumentId| db.table_name_of(id);
         def.args
             .validate(&Value::Object(args.clone()), &resolve)
             .map_err(|err| {
@@ -505,11 +505,12 @@ fn rand_jitter(range_ms: u64) -> u64 {
 fn lookup_session_request(tx: &mut Transaction, key: &MutationKey) -> Result<Option<Value>> {
     let found = tx
         .query(SESSION_REQUESTS_TABLE)?
-        .with_index(SESSION_REQUESTS_INDEX, |range| {
-            range
+        .with_index(
+            SESSION_REQUESTS_INDEX,
+            IndexRange::new()
                 .eq("sessionId", Value::String(key.session_id.clone()))
-                .eq("requestId", Value::Float64(key.request_id as f64))
-        })?
+                .eq("requestId", Value::Float64(key.request_id as f64)),
+        )?
         .first()?;
     match found {
         Some(doc) => {

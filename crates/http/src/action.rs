@@ -1,9 +1,9 @@
 //! What an HTTP action handler receives: the request, and a context through which it
 //! calls functions as the caller.
 //!
-//! The HTTP crate sits beside the function runtime, not above it, so it cannot name the
-//! runner's types. [`ActionRunner`] is the narrow seam: the facade implements it on top of
-//! the function runner and hands it to the server; handlers reach it through
+//! [`ActionRunner`] is the narrow seam between handlers and the function runtime, in
+//! Convex JSON: [`crate::FunctionRunnerActions`] implements it over the function runner
+//! (tests plug in their own), the server holds it, and handlers reach it through
 //! [`HttpActionCtx`]. Likewise, tokens are validated through the
 //! [`conflux_common::TokenValidator`] trait, never by this crate.
 //!
@@ -111,14 +111,14 @@ impl Caller {
 }
 
 /// The token of a `Bearer <token>` header value (scheme case-insensitive), if well formed.
-fn bearer_token(value: &str) -> Option<&str> {
+pub(crate) fn bearer_token(value: &str) -> Option<&str> {
     let (scheme, token) = value.split_once(' ')?;
     let token = token.trim();
     (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
 }
 
-/// Runs functions on behalf of an HTTP action; implemented by the facade on top of the
-/// function runner.
+/// Runs functions on behalf of an HTTP action; implemented over the function runner by
+/// [`crate::FunctionRunnerActions`].
 ///
 /// `args` and the returned value are in the Convex JSON encoding (`$integer`, `$bytes`,
 /// ...); `args` is the arguments object.

@@ -27,8 +27,11 @@
 //! # Pieces
 //!
 //! - [`router`]: [`Route`], [`RouteSet`], [`RouterBuilder`] → [`HttpRouter`].
+//! - [`client_api`]: the function HTTP API of the client API origin (`/api/query`,
+//!   `/api/mutation`, `/api/action`, `/api/run/...`, ...), [`client_api_routes`].
 //! - [`action`]: what a handler receives ([`HttpActionRequest`], [`HttpActionCtx`]) and
-//!   the [`ActionRunner`] seam to the function runtime.
+//!   the [`ActionRunner`] seam to the function runtime, implemented over the function
+//!   runner by [`FunctionRunnerActions`] ([`function_runner`]).
 //! - [`server`]: the two listeners ([`bind`], [`start`], [`RunningServer`]).
 //! - [`response`]: [`error_response`], the JSON error body every non-function failure
 //!   uses.
@@ -54,7 +57,9 @@
 //! ```
 
 pub mod action;
+pub mod client_api;
 pub mod diagnostics;
+pub mod function_runner;
 pub mod origins;
 pub mod response;
 pub mod router;
@@ -65,9 +70,11 @@ pub use action::{
     handler, ActionRunner, Caller, HttpActionCtx, HttpActionFuture, HttpActionHandler,
     HttpActionRequest,
 };
+pub use client_api::{client_api_routes, ClientApiState, ValueFormat, STATUS_UDF_FAILED};
 pub use diagnostics::{
     check_auth_mounted, Arrival, MissExplanation, MOUNT_AUTH_ROUTES, NO_MATCHING_ROUTES,
 };
+pub use function_runner::FunctionRunnerActions;
 pub use origins::{Origin, Origins};
 pub use response::{error_response, text_response, TEXT_PLAIN_UTF8};
 pub use router::{

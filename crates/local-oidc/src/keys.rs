@@ -159,8 +159,12 @@ impl TestKey {
         let point = public.to_encoded_point(false);
         let (x, y) = match point.coordinates() {
             Coordinates::Uncompressed { x, y } => (b64(x), b64(y)),
-            Coordinates::Identity | Coordinates::Compact { .. } | Coordinates::Compressed { .. } => {
-                return Err(Error::internal("a P-256 public key did not encode uncompressed"));
+            Coordinates::Identity
+            | Coordinates::Compact { .. }
+            | Coordinates::Compressed { .. } => {
+                return Err(Error::internal(
+                    "a P-256 public key did not encode uncompressed",
+                ));
             }
         };
         let kid = thumbprint_kid(&json!({"crv": "P-256", "kty": "EC", "x": x, "y": y}));
@@ -193,7 +197,9 @@ impl TestKey {
         let public_pem = signing
             .verifying_key()
             .to_public_key_pem(LineEnding::LF)
-            .map_err(|err| Error::internal(format!("encoding an Ed25519 public key failed: {err}")))?;
+            .map_err(|err| {
+                Error::internal(format!("encoding an Ed25519 public key failed: {err}"))
+            })?;
         Ok(TestKey {
             alg: TestAlg::EdDSA,
             public_jwk: json!({
@@ -267,9 +273,12 @@ impl TestKey {
             b64(Json::Object(header).to_string().as_bytes()),
             b64(claims.to_string().as_bytes())
         );
-        let signature =
-            jsonwebtoken::crypto::sign(signing_input.as_bytes(), &self.encoding, self.alg.jsonwebtoken())
-                .map_err(|err| Error::internal(format!("signing a test token failed: {err}")))?;
+        let signature = jsonwebtoken::crypto::sign(
+            signing_input.as_bytes(),
+            &self.encoding,
+            self.alg.jsonwebtoken(),
+        )
+        .map_err(|err| Error::internal(format!("signing a test token failed: {err}")))?;
         Ok(format!("{signing_input}.{signature}"))
     }
 }
@@ -313,19 +322,36 @@ mod tests {
             &serde_json::from_value(key.public_jwk()).expect("the public JWK parses"),
         )
         .expect("the public JWK is a key");
-        jsonwebtoken::crypto::verify(signature, message.as_bytes(), &decoding, key.alg.jsonwebtoken())
-            .unwrap_or(false)
+        jsonwebtoken::crypto::verify(
+            signature,
+            message.as_bytes(),
+            &decoding,
+            key.alg.jsonwebtoken(),
+        )
+        .unwrap_or(false)
     }
 
     #[test]
     fn each_key_kind_signs_tokens_its_public_jwk_verifies() -> Result<()> {
-        for key in [TestKey::rsa_blocking(0)?, TestKey::es256()?, TestKey::ed25519()?] {
+        for key in [
+            TestKey::rsa_blocking(0)?,
+            TestKey::es256()?,
+            TestKey::ed25519()?,
+        ] {
             let token = key.sign(&json!({"sub": "u1"}))?;
-            assert!(verify(&token, &key), "{:?} must verify its own token", key.alg());
+            assert!(
+                verify(&token, &key),
+                "{:?} must verify its own token",
+                key.alg()
+            );
             let parts: Vec<&str> = token.split('.').collect();
             let forged_payload = b64(json!({"sub": "u2"}).to_string().as_bytes());
             let tampered = format!("{}.{}.{}", parts[0], forged_payload, parts[2]);
-            assert!(!verify(&tampered, &key), "{:?} must reject a changed payload", key.alg());
+            assert!(
+                !verify(&tampered, &key),
+                "{:?} must reject a changed payload",
+                key.alg()
+            );
         }
         Ok(())
     }
@@ -336,7 +362,9 @@ mod tests {
         let again = TestKey::rsa_blocking(0)?;
         assert_eq!(first.kid(), again.kid());
         assert_eq!(first.public_jwk()["kty"], "RSA");
-        assert!(first.public_key_pem().starts_with("-----BEGIN PUBLIC KEY-----"));
+        assert!(first
+            .public_key_pem()
+            .starts_with("-----BEGIN PUBLIC KEY-----"));
         Ok(())
     }
 
@@ -347,18 +375,30 @@ mod tests {
         extra.insert("jku".into(), json!("http://127.0.0.1:9/keys"));
         let token = key.sign_with(
             &json!({"sub": "u1"}),
-            &SignOptions { kid: KidHeader::Custom("../../etc/passwd".into()), extra_header: extra },
+            &SignOptions {
+                kid: KidHeader::Custom("../../etc/passwd".into()),
+                extra_header: extra,
+            },
         )?;
         let header_b64 = token.split('.').next().unwrap_or_default();
-        let header: Json = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(header_b64).expect("b64"))
-            .expect("json header");
+        let header: Json =
+            serde_json::from_slice(&URL_SAFE_NO_PAD.decode(header_b64).expect("b64"))
+                .expect("json header");
         assert_eq!(header["kid"], "../../etc/passwd");
         assert_eq!(header["jku"], "http://127.0.0.1:9/keys");
         assert_eq!(header["alg"], "ES256");
 
-        let no_kid = key.sign_with(&json!({}), &SignOptions { kid: KidHeader::Omit, ..Default::default() })?;
+        let no_kid = key.sign_with(
+            &json!({}),
+            &SignOptions {
+                kid: KidHeader::Omit,
+                ..Default::default()
+            },
+        )?;
         let header: Json = serde_json::from_slice(
-            &URL_SAFE_NO_PAD.decode(no_kid.split('.').next().unwrap_or_default()).expect("b64"),
+            &URL_SAFE_NO_PAD
+                .decode(no_kid.split('.').next().unwrap_or_default())
+                .expect("b64"),
         )
         .expect("json header");
         assert!(header.get("kid").is_none());

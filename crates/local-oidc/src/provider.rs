@@ -250,7 +250,9 @@ impl Shared {
     }
 
     pub(crate) fn client(&self, client_id: &str) -> Option<&TestClient> {
-        self.clients.iter().find(|client| client.client_id == client_id)
+        self.clients
+            .iter()
+            .find(|client| client.client_id == client_id)
     }
 }
 
@@ -293,12 +295,19 @@ impl LocalOidcProvider {
     /// reactor) and start serving.
     pub async fn start(config: LocalOidcConfig) -> Result<LocalOidcProvider> {
         let signing = TestKey::rsa(config.first_rsa_key).await?;
-        let ec = if config.es256 { Some(TestKey::es256()?) } else { None };
+        let ec = if config.es256 {
+            Some(TestKey::es256()?)
+        } else {
+            None
+        };
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", config.port))
             .await
             .map_err(|err| {
-                Error::new(ErrorCode::Internal, "Could not start the local OpenID provider")
-                    .with_detail(format!("binding 127.0.0.1:{} failed: {err}", config.port))
+                Error::new(
+                    ErrorCode::Internal,
+                    "Could not start the local OpenID provider",
+                )
+                .with_detail(format!("binding 127.0.0.1:{} failed: {err}", config.port))
             })?;
         let addr = listener.local_addr().map_err(Error::internal)?;
         let shared = Arc::new(Shared {
@@ -404,7 +413,9 @@ impl LocalOidcProvider {
         let key = match alg {
             crate::TestAlg::RS256 => self.signing_key(),
             crate::TestAlg::ES256 => self.es256_key().ok_or_else(|| {
-                Error::bad_request("this local OpenID provider has no ES256 key; start it with `es256: true`")
+                Error::bad_request(
+                    "this local OpenID provider has no ES256 key; start it with `es256: true`",
+                )
             })?,
             crate::TestAlg::EdDSA => {
                 return Err(Error::bad_request(
@@ -458,7 +469,10 @@ impl LocalOidcProvider {
         }
         let server = self.server.lock().take();
         if let Some(mut server) = server {
-            if tokio::time::timeout(SHUTDOWN_GRACE, &mut server).await.is_err() {
+            if tokio::time::timeout(SHUTDOWN_GRACE, &mut server)
+                .await
+                .is_err()
+            {
                 // Idle keep-alive connections of clients still alive can hold a graceful
                 // shutdown open; the server must not outlive this call.
                 server.abort();

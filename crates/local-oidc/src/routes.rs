@@ -60,7 +60,8 @@ fn unavailable() -> Response {
 fn cacheable_json(shared: &Shared, body: JsonValue) -> Response {
     let mut response = Json(body).into_response();
     if let Some(max_age) = shared.jwks_max_age {
-        if let Ok(value) = HeaderValue::from_str(&format!("public, max-age={}", max_age.as_secs())) {
+        if let Ok(value) = HeaderValue::from_str(&format!("public, max-age={}", max_age.as_secs()))
+        {
             response.headers_mut().insert(header::CACHE_CONTROL, value);
         }
     }
@@ -169,7 +170,11 @@ async fn authorize(
     let Some(redirect_uri) = params.get("redirect_uri") else {
         return bad_request_page("`redirect_uri` is missing");
     };
-    if !client.redirect_uris.iter().any(|registered| registered == redirect_uri) {
+    if !client
+        .redirect_uris
+        .iter()
+        .any(|registered| registered == redirect_uri)
+    {
         return bad_request_page(&format!(
             "redirect_uri `{redirect_uri}` is not registered for client `{client_id}` (registered: {})",
             client.redirect_uris.join(", ")
@@ -186,7 +191,10 @@ async fn authorize(
         redirect(redirect_uri, &out)
     };
     if params.get("response_type").map(String::as_str) != Some("code") {
-        return fail("unsupported_response_type", "only response_type=code is supported");
+        return fail(
+            "unsupported_response_type",
+            "only response_type=code is supported",
+        );
     }
     let has_openid_scope = params
         .get("scope")
@@ -195,13 +203,19 @@ async fn authorize(
         return fail("invalid_scope", "the scope must include `openid`");
     }
     let Some(challenge) = params.get("code_challenge") else {
-        return fail("invalid_request", "PKCE is required: send code_challenge (S256)");
+        return fail(
+            "invalid_request",
+            "PKCE is required: send code_challenge (S256)",
+        );
     };
     if params.get("code_challenge_method").map(String::as_str) != Some("S256") {
         return fail("invalid_request", "code_challenge_method must be S256");
     }
     if !is_pkce_string(challenge) {
-        return fail("invalid_request", "code_challenge is not a base64url SHA-256 digest");
+        return fail(
+            "invalid_request",
+            "code_challenge is not a base64url SHA-256 digest",
+        );
     }
     let code = random_token();
     shared.codes.lock().insert(
@@ -269,7 +283,10 @@ fn basic_credentials(headers: &HeaderMap) -> Option<Result<(String, String), ()>
 /// Constant-time comparison, so the secret cannot be guessed byte by byte from timings.
 fn secrets_equal(a: &str, b: &str) -> bool {
     let (a, b) = (Sha256::digest(a.as_bytes()), Sha256::digest(b.as_bytes()));
-    a.iter().zip(b.iter()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    a.iter()
+        .zip(b.iter())
+        .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+        == 0
 }
 
 async fn token(
@@ -306,7 +323,11 @@ async fn token(
         (None, Some(secret)) => match params.get("client_id") {
             Some(id) => (id.clone(), secret.clone()),
             None => {
-                return oauth_error(StatusCode::UNAUTHORIZED, "invalid_client", "client_id is missing")
+                return oauth_error(
+                    StatusCode::UNAUTHORIZED,
+                    "invalid_client",
+                    "client_id is missing",
+                )
             }
         },
         (None, None) => {
@@ -321,7 +342,11 @@ async fn token(
         return oauth_error(StatusCode::UNAUTHORIZED, "invalid_client", "unknown client");
     };
     if !secrets_equal(&client.client_secret, &client_secret) {
-        return oauth_error(StatusCode::UNAUTHORIZED, "invalid_client", "wrong client secret");
+        return oauth_error(
+            StatusCode::UNAUTHORIZED,
+            "invalid_client",
+            "wrong client secret",
+        );
     }
     if params.get("grant_type").map(String::as_str) != Some("authorization_code") {
         return oauth_error(
@@ -331,17 +356,33 @@ async fn token(
         );
     }
     let Some(code) = params.get("code") else {
-        return oauth_error(StatusCode::BAD_REQUEST, "invalid_request", "code is missing");
+        return oauth_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "code is missing",
+        );
     };
     // Removed before any other check: a code is single-use even when redemption fails.
     let Some(pending) = shared.codes.lock().remove(code) else {
-        return oauth_error(StatusCode::BAD_REQUEST, "invalid_grant", "the code is unknown or was already used");
+        return oauth_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_grant",
+            "the code is unknown or was already used",
+        );
     };
     if pending.issued_at.elapsed() > AUTHORIZATION_CODE_TTL {
-        return oauth_error(StatusCode::BAD_REQUEST, "invalid_grant", "the code has expired");
+        return oauth_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_grant",
+            "the code has expired",
+        );
     }
     if pending.client_id != client_id {
-        return oauth_error(StatusCode::BAD_REQUEST, "invalid_grant", "the code was issued to another client");
+        return oauth_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_grant",
+            "the code was issued to another client",
+        );
     }
     if params.get("redirect_uri") != Some(&pending.redirect_uri) {
         return oauth_error(
@@ -351,7 +392,11 @@ async fn token(
         );
     }
     let Some(verifier) = params.get("code_verifier") else {
-        return oauth_error(StatusCode::BAD_REQUEST, "invalid_grant", "code_verifier is missing (PKCE)");
+        return oauth_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_grant",
+            "code_verifier is missing (PKCE)",
+        );
     };
     let computed = URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()));
     if !is_pkce_string(verifier) || !secrets_equal(&computed, &pending.code_challenge) {
@@ -388,11 +433,18 @@ async fn token(
     let id_token = match signing_key.sign(&claims) {
         Ok(id_token) => id_token,
         Err(err) => {
-            return oauth_error(StatusCode::INTERNAL_SERVER_ERROR, "server_error", err.message())
+            return oauth_error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "server_error",
+                err.message(),
+            )
         }
     };
     let access_token = random_token();
-    shared.access_tokens.lock().insert(access_token.clone(), user);
+    shared
+        .access_tokens
+        .lock()
+        .insert(access_token.clone(), user);
     let mut response = Json(json!({
         "access_token": access_token,
         "id_token": id_token,
@@ -419,7 +471,8 @@ async fn userinfo(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Resp
         .get(header::AUTHORIZATION)
         .and_then(|value| value.to_str().ok())
         .and_then(|text| text.strip_prefix("Bearer "));
-    let user: Option<TestUser> = bearer.and_then(|token| shared.access_tokens.lock().get(token).cloned());
+    let user: Option<TestUser> =
+        bearer.and_then(|token| shared.access_tokens.lock().get(token).cloned());
     match user {
         Some(user) => Json(json!({
             "sub": user.sub,
@@ -430,7 +483,8 @@ async fn userinfo(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Resp
         }))
         .into_response(),
         None => {
-            let mut response = (StatusCode::UNAUTHORIZED, "invalid or missing access token").into_response();
+            let mut response =
+                (StatusCode::UNAUTHORIZED, "invalid or missing access token").into_response();
             response.headers_mut().insert(
                 header::WWW_AUTHENTICATE,
                 HeaderValue::from_static("Bearer error=\"invalid_token\""),

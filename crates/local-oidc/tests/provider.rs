@@ -64,7 +64,10 @@ fn standard_params(challenge: &str) -> Vec<(&'static str, String)> {
 }
 
 /// Run `/authorize` and return the query parameters of the redirect.
-async fn authorize(provider: &LocalOidcProvider, params: &[(&str, String)]) -> (u16, HashMap<String, String>) {
+async fn authorize(
+    provider: &LocalOidcProvider,
+    params: &[(&str, String)],
+) -> (u16, HashMap<String, String>) {
     let borrowed: Vec<(&str, &str)> = params.iter().map(|(n, v)| (*n, v.as_str())).collect();
     let response = http()
         .get(authorize_url(provider, &borrowed))
@@ -90,7 +93,9 @@ async fn authorize(provider: &LocalOidcProvider, params: &[(&str, String)]) -> (
 }
 
 async fn redeem(provider: &LocalOidcProvider, form: &[(&str, &str)], basic: bool) -> (u16, Json) {
-    let mut request = http().post(format!("{}/token", provider.issuer())).form(form);
+    let mut request = http()
+        .post(format!("{}/token", provider.issuer()))
+        .form(form);
     if basic {
         request = request.basic_auth("app", Some("s3cret"));
     }
@@ -116,7 +121,10 @@ async fn a_client_signs_in_with_code_and_pkce_and_gets_an_id_token_for_the_test_
     });
 
     let discovery: Json = http()
-        .get(format!("{}/.well-known/openid-configuration", provider.issuer()))
+        .get(format!(
+            "{}/.well-known/openid-configuration",
+            provider.issuer()
+        ))
         .send()
         .await
         .expect("discovery answers")
@@ -179,7 +187,10 @@ async fn a_client_signs_in_with_code_and_pkce_and_gets_an_id_token_for_the_test_
         false,
     )
     .await;
-    assert_eq!((status, body["error"].as_str()), (400, Some("invalid_grant")));
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_grant"))
+    );
     provider.shutdown().await;
 }
 
@@ -225,7 +236,10 @@ async fn shortcuts_in_the_flow_are_refused() {
         true,
     )
     .await;
-    assert_eq!((status, body["error"].as_str()), (400, Some("invalid_grant")));
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_grant"))
+    );
 
     // A wrong client secret is invalid_client.
     let (_, redirect) = authorize(&provider, &standard_params(&challenge(VERIFIER))).await;
@@ -242,7 +256,10 @@ async fn shortcuts_in_the_flow_are_refused() {
         false,
     )
     .await;
-    assert_eq!((status, body["error"].as_str()), (401, Some("invalid_client")));
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (401, Some("invalid_client"))
+    );
     provider.shutdown().await;
 }
 
@@ -252,12 +269,22 @@ async fn tests_can_take_the_provider_down_rotate_its_keys_and_count_fetches() {
     let client = http();
     let jwks_url = provider.jwks_uri();
 
-    let jwks: Json = client.get(&jwks_url).send().await.expect("jwks").json().await.expect("json");
+    let jwks: Json = client
+        .get(&jwks_url)
+        .send()
+        .await
+        .expect("jwks")
+        .json()
+        .await
+        .expect("json");
     let first_kid = provider.signing_key().kid().to_owned();
     assert_eq!(jwks["keys"][0]["kid"], first_kid.as_str());
     assert_eq!(provider.jwks_fetch_count(), 1);
 
-    let second_kid = provider.rotate_keys(RetiredKey::Keep).await.expect("rotation");
+    let second_kid = provider
+        .rotate_keys(RetiredKey::Keep)
+        .await
+        .expect("rotation");
     assert_ne!(first_kid, second_kid);
     let kids: Vec<String> = provider.jwks_json()["keys"]
         .as_array()
@@ -267,7 +294,10 @@ async fn tests_can_take_the_provider_down_rotate_its_keys_and_count_fetches() {
         .collect();
     assert_eq!(kids, vec![second_kid.clone(), first_kid.clone()]);
     // Dropping retires the second key at once; the first, kept earlier, stays.
-    let third_kid = provider.rotate_keys(RetiredKey::Drop).await.expect("rotation");
+    let third_kid = provider
+        .rotate_keys(RetiredKey::Drop)
+        .await
+        .expect("rotation");
     let kids: Vec<String> = provider.jwks_json()["keys"]
         .as_array()
         .expect("keys")
@@ -277,13 +307,25 @@ async fn tests_can_take_the_provider_down_rotate_its_keys_and_count_fetches() {
     assert_eq!(kids, vec![third_kid, first_kid]);
 
     provider.set_down(true);
-    let status = client.get(&jwks_url).send().await.expect("answers").status();
+    let status = client
+        .get(&jwks_url)
+        .send()
+        .await
+        .expect("answers")
+        .status();
     assert_eq!(status.as_u16(), 503);
     provider.set_down(false);
 
     provider.set_delay(Duration::from_millis(300));
-    let slow = client.get(&jwks_url).timeout(Duration::from_millis(50)).send().await;
-    assert!(slow.is_err(), "a delayed provider makes a short timeout fire");
+    let slow = client
+        .get(&jwks_url)
+        .timeout(Duration::from_millis(50))
+        .send()
+        .await;
+    assert!(
+        slow.is_err(),
+        "a delayed provider makes a short timeout fire"
+    );
     assert_eq!(provider.jwks_fetch_count(), 3);
     provider.shutdown().await;
 

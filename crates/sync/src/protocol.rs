@@ -41,7 +41,7 @@ use base64::Engine as _;
 use conflux_common::{Error, Result};
 use serde_json::{Map, Value as Json};
 
-pub use decode::parse_client_message;
+pub use decode::{parse_client_message, parse_client_message_with_limit};
 
 use crate::udf_path::UdfPath;
 

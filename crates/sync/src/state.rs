@@ -240,6 +240,21 @@ impl TransitionPlan {
     pub fn queries(&self) -> &[PlannedQuery] {
         &self.queries
     }
+
+    /// Move the end timestamp forward to `ts`, the snapshot the results were actually
+    /// read at. The planned timestamp is a lower bound (the client's current timestamp and
+    /// every mutation already reported); the worker learns the final one only once the
+    /// queries have run. Moving it backwards is refused (an internal error).
+    pub fn raise_ts(&mut self, ts: Ts) -> Result<()> {
+        if ts < self.end.ts {
+            return Err(Error::internal(format!(
+                "a transition planned at {} cannot end at the earlier timestamp {ts}",
+                self.end.ts
+            )));
+        }
+        self.end.ts = ts;
+        Ok(())
+    }
 }
 
 #[derive(Debug)]
@@ -327,6 +342,13 @@ impl SocketState {
         self.queries
             .iter()
             .map(|(id, entry)| (*id, entry.spec.as_ref()))
+    }
+
+    /// The subscribed queries with their shared specs, in query-id order. A query id that
+    /// was removed and added again gets a new spec, so comparing the `Arc`s (with
+    /// [`Arc::ptr_eq`]) tells a re-added query from the one that was there before.
+    pub fn query_specs(&self) -> impl Iterator<Item = (QueryId, &Arc<QuerySpec>)> + '_ {
+        self.queries.iter().map(|(id, entry)| (*id, &entry.spec))
     }
 
     /// Apply a `ModifyQuerySet`. All or nothing: on error the query set is unchanged.

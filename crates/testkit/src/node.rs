@@ -36,7 +36,8 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader, Lines};
 use tokio::process::{Child, ChildStdin, ChildStdout, Command};
 use tokio::task::JoinHandle;
 
-/// The environment variable that turns a missing npm install into a test failure.
+/// The environment variable that turns a missing npm install into a test failure (any value
+/// but empty or `0`).
 pub const REQUIRE_NPM_ENV: &str = "CONFLUX_REQUIRE_NPM";
 
 /// How much of a scenario's stderr is kept for failure reports.
@@ -79,7 +80,10 @@ pub struct NpmClients {
 impl NpmClients {
     /// The folder of the npm scenarios, `<workspace>/tests/npm`.
     pub fn scenarios_dir() -> PathBuf {
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/npm")
+        let testkit = Path::new(env!("CARGO_MANIFEST_DIR"));
+        // crates/testkit → the workspace root.
+        let root = testkit.ancestors().nth(2).unwrap_or(testkit);
+        root.join("tests/npm")
     }
 
     /// The installed clients, or `None` after printing a skip banner when they are not
@@ -98,7 +102,9 @@ impl NpmClients {
              `just npm-install` (npm ci --prefix tests/npm)",
             dir.join("node_modules").display()
         );
-        if std::env::var_os(REQUIRE_NPM_ENV).is_some() {
+        let required =
+            std::env::var(REQUIRE_NPM_ENV).is_ok_and(|value| !matches!(value.trim(), "" | "0"));
+        if required {
             panic!("{test}: {reason}; {REQUIRE_NPM_ENV} is set, so this is a failure");
         }
         let rule = "=".repeat(78);
@@ -206,16 +212,22 @@ impl NodeScenario {
     /// The next event. Fails if the script reports an `error`, ends, prints something that
     /// is not an event, or stays silent for `timeout`.
     pub async fn next_event(&mut self, timeout: Duration) -> Result<Json, ScenarioError> {
-        match self.read_event(timeout).await? {
+        let silence = format!("no event within {timeout:?}");
+        match self.read_event(timeout, silence).await? {
             Some(event) => Ok(event),
             None => Err(self.failure("it ended without another event".into()).await),
         }
     }
 
-    /// The next event, or `None` once the script closed its stdout.
-    async fn read_event(&mut self, timeout: Duration) -> Result<Option<Json>, ScenarioError> {
+    /// The next event, or `None` once the script closed its stdout; `on_timeout` is the
+    /// failure reason if nothing arrives within `timeout`.
+    async fn read_event(
+        &mut self,
+        timeout: Duration,
+        on_timeout: String,
+    ) -> Result<Option<Json>, ScenarioError> {
         let line = match tokio::time::timeout(timeout, self.stdout.next_line()).await {
-            Err(_) => return Err(self.failure(format!("no event within {timeout:?}")).await),
+            Err(_) => return Err(self.failure(on_timeout).await),
             Ok(Err(err)) => {
                 return Err(self
                     .failure(format!("reading its output failed: {err}"))
@@ -292,7 +304,8 @@ impl NodeScenario {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
             let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-            if self.read_event(left).await?.is_none() {
+            let late = format!("it did not finish within {timeout:?}");
+            if self.read_event(left, late).await?.is_none() {
                 break;
             }
         }

@@ -230,10 +230,10 @@ pub enum ValidationProblem {
 pub struct ValidationError {
     /// Where the mismatch is, e.g. `.messages[3].body`; empty at the root.
     pub path: String,
-    /// The offending value, rendered (and cut if long).
-    pub value: String,
-    /// The validator it failed, rendered like `v.string()` (and cut if long).
-    pub validator: String,
+    /// The validator that failed, rendered like `v.string()` (and cut if long).
+    pub expected: String,
+    /// The offending value, rendered like `42` or `{body: "hi"}` (and cut if long).
+    pub found: String,
     /// What did not match.
     pub problem: ValidationProblem,
 }
@@ -246,7 +246,7 @@ impl ValidationError {
         } else {
             format!("Path: {}\n", self.path)
         };
-        let (value, validator) = (&self.value, &self.validator);
+        let (value, validator) = (&self.found, &self.expected);
         match &self.problem {
             ValidationProblem::Mismatch => format!(
                 "Value does not match validator.\n{path}Value: {value}\nValidator: {validator}"
@@ -436,8 +436,8 @@ impl Validator {
             .check(self, value)
             .map_err(|failure| ValidationError {
                 path: render(&checker.path),
-                value: truncate(failure.value.to_string(), MESSAGE_MAX_CHARS),
-                validator: truncate(failure.validator.to_string(), MESSAGE_MAX_CHARS),
+                expected: truncate(failure.validator.to_string(), MESSAGE_MAX_CHARS),
+                found: truncate(failure.value.to_string(), MESSAGE_MAX_CHARS),
                 problem: failure.problem,
             })
     }

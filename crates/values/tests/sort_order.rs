@@ -97,3 +97,48 @@ fn missing_sorts_before_null_and_types_keep_their_order() {
         );
     }
 }
+
+#[test]
+fn every_pair_of_edge_values_sorts_the_same_as_bytes() {
+    let values = support::edge_values();
+    let keyed: Vec<(Option<Value>, Vec<u8>)> = values
+        .into_iter()
+        .map(Some)
+        .chain([None])
+        .map(|v| {
+            let key = index_key::encode(std::slice::from_ref(&v));
+            (v, key)
+        })
+        .collect();
+    for (a, a_key) in &keyed {
+        for (b, b_key) in &keyed {
+            assert_eq!(a_key.cmp(b_key), a.cmp(b), "{a:?} vs {b:?}");
+        }
+        assert_eq!(index_key::decode(a_key).ok(), Some(vec![a.clone()]));
+    }
+}
+
+#[test]
+fn every_pair_of_two_component_edge_tuples_sorts_the_same_as_bytes() {
+    let scalars: Vec<Option<Value>> = support::edge_scalars()
+        .into_iter()
+        .map(Some)
+        .chain([None])
+        .collect();
+    let tuples: Vec<(Vec<Option<Value>>, Vec<u8>)> = scalars
+        .iter()
+        .flat_map(|a| scalars.iter().map(move |b| vec![a.clone(), b.clone()]))
+        .chain(scalars.iter().map(|a| vec![a.clone()]))
+        .map(|t| {
+            let key = index_key::encode(&t);
+            (t, key)
+        })
+        .collect();
+    for (a, a_key) in &tuples {
+        for (b, b_key) in &tuples {
+            if a_key.cmp(b_key) != a.cmp(b) {
+                panic!("{a:?} vs {b:?}");
+            }
+        }
+    }
+}

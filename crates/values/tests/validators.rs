@@ -199,9 +199,9 @@ fn the_path_leads_to_the_mismatch() {
         err.as_ref().map(|e| e.path.as_str()),
         Some(".messages[3].body")
     );
-    assert_eq!(err.as_ref().map(|e| e.value.as_str()), Some("42"));
+    assert_eq!(err.as_ref().map(|e| e.found.as_str()), Some("42"));
     assert_eq!(
-        err.as_ref().map(|e| e.validator.as_str()),
+        err.as_ref().map(|e| e.expected.as_str()),
         Some("v.string()")
     );
 }

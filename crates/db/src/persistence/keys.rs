@@ -90,9 +90,7 @@ fn decode_id(bytes: &[u8]) -> Option<DocumentId> {
 }
 
 fn decode_ts(bytes: &[u8]) -> Result<Timestamp> {
-    let raw: [u8; 8] = bytes
-        .try_into()
-        .map_err(|_| corrupt("timestamp", bytes))?;
+    let raw: [u8; 8] = bytes.try_into().map_err(|_| corrupt("timestamp", bytes))?;
     Timestamp::new(u64::from_be_bytes(raw)).map_err(|_| corrupt("timestamp", bytes))
 }
 
@@ -192,9 +190,7 @@ fn unescape(body: &[u8]) -> Result<Vec<u8>> {
 
 fn decode_index_value(value: &[u8]) -> Result<Option<DocumentId>> {
     match value.split_first() {
-        Some((&PRESENT, rest)) if rest.len() == ID_LEN => {
-            Ok(decode_id(rest))
-        }
+        Some((&PRESENT, rest)) if rest.len() == ID_LEN => Ok(decode_id(rest)),
         Some((&TOMBSTONE, [])) => Ok(None),
         _ => Err(corrupt("index value", value)),
     }

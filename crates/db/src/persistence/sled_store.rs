@@ -10,17 +10,25 @@
 //! # When the disk fails
 //!
 //! If applying or flushing a batch fails (disk full, I/O error), the batch may already be
-//! in sled's memory, and sled may refuse further writes. The store then removes the batch
-//! again (its keys are all fresh, since every key carries the new commit timestamp, and the
-//! metadata it overwrote is restored) and flushes that. If even that fails, it keeps the
-//! undo pending, reopens sled, and retries before every later write; later writes fail with
-//! `StorageUnavailable` until the undo is durable, so a failed commit can never be
-//! published by a later one. One window remains, as in every database that trusts
-//! `fsync`: if the process dies while an undo is pending and the failed batch did reach the
-//! disk, it is visible after the restart.
+//! in sled's memory, and sled refuses every later write (its I/O error is sticky until it
+//! is reopened). The failed batch must never become visible, so its *undo* is kept: every
+//! key it wrote is fresh (each carries the new commit timestamp) and can be removed, and
+//! the metadata it overwrote is restored. Before the next write, the undo is applied and
+//! flushed; when sled refuses, the store checks that the disk has room again (a 1 MiB
+//! probe file), closes sled, reopens it from what reached the disk, and applies the undo
+//! there. Until that succeeds every write fails with `StorageUnavailable` ("nothing was
+//! committed"), so a failed commit is never published by a later one; reads keep using the
+//! old handle while the disk is full, and if sled was closed but could not be reopened,
+//! reads retry reopening it at most once a second.
+//!
+//! One window remains, as in every database that trusts `fsync`: if the process dies
+//! while an undo is pending and the failed batch did reach the disk, it is visible after
+//! the restart.
 
+use std::io::Write;
 use std::ops::Bound;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use conflux_common::{Error, ErrorCode, Result};
 use conflux_values::{DocumentId, TableNumber};
@@ -36,11 +44,20 @@ use crate::timestamp::Timestamp;
 #[derive(Debug)]
 pub struct SledPersistence {
     path: PathBuf,
-    /// `None` only while the store is being reopened after an I/O failure.
+    /// `None` after sled was closed to recover from a failed write and could not be
+    /// reopened yet.
     db: RwLock<Option<sled::Db>>,
     /// The undo of a batch that failed and is not yet durably removed.
     pending_undo: Mutex<Option<sled::Batch>>,
+    /// When a closed store last tried to reopen and why that failed (reopening reads the
+    /// whole log, so reads retry it at most once a second).
+    last_reopen: Mutex<Option<(Instant, String)>>,
 }
+
+/// Bytes written (and removed) to check that the disk has room again before sled is
+/// reopened after a failed write.
+const PROBE_BYTES: usize = 1 << 20;
+const REOPEN_INTERVAL: Duration = Duration::from_secs(1);
 
 fn open_sled(path: &Path) -> Result<sled::Db> {
     sled::Config::new()
@@ -52,7 +69,7 @@ fn open_sled(path: &Path) -> Result<sled::Db> {
                 ErrorCode::StorageUnavailable,
                 format!(
                     "could not open the database at {}: {err}; check that the directory is \
-                     writable and that no other server is using it",
+                     writable, that the disk has free space and that no other server is using it",
                     path.display()
                 ),
             )
@@ -68,6 +85,7 @@ impl SledPersistence {
             path,
             db: RwLock::new(Some(db)),
             pending_undo: Mutex::new(None),
+            last_reopen: Mutex::new(None),
         })
     }
 
@@ -76,17 +94,39 @@ impl SledPersistence {
         &self.path
     }
 
+    /// A handle to sled, reopening it if a failed write closed it.
     fn handle(&self) -> Result<sled::Db> {
-        match self.db.read().as_ref() {
-            Some(db) => Ok(db.clone()),
-            None => Err(Error::new(
-                ErrorCode::StorageUnavailable,
-                format!(
-                    "the database at {} is recovering from a failed write; retry shortly",
-                    self.path.display()
-                ),
-            )),
+        if let Some(db) = self.db.read().as_ref() {
+            return Ok(db.clone());
         }
+        let mut last = self.last_reopen.lock();
+        let mut slot = self.db.write();
+        if let Some(db) = slot.as_ref() {
+            return Ok(db.clone());
+        }
+        if let Some((at, why)) = last.as_ref() {
+            if at.elapsed() < REOPEN_INTERVAL {
+                return Err(Error::new(
+                    ErrorCode::StorageUnavailable,
+                    format!(
+                        "the database at {} was closed after a failed write and could not be \
+                         reopened yet ({why}); free disk space, it reopens by itself",
+                        self.path.display()
+                    ),
+                ));
+            }
+        }
+        let db = match open_sled(&self.path) {
+            Ok(db) => db,
+            Err(err) => {
+                *last = Some((Instant::now(), err.message().to_owned()));
+                return Err(err);
+            }
+        };
+        *last = None;
+        tracing::info!(path = %self.path.display(), "store reopened after a failed write");
+        *slot = Some(db.clone());
+        Ok(db)
     }
 
     fn read_error(&self, err: sled::Error) -> Error {
@@ -96,7 +136,22 @@ impl SledPersistence {
         )
     }
 
-    /// Remove a failed batch durably, reopening sled if it refuses to write.
+    /// Whether the store's disk accepts a durable write of [`PROBE_BYTES`] again.
+    fn disk_has_room(&self) -> std::io::Result<()> {
+        let probe = self.path.join("space-probe.tmp");
+        let result = (|| {
+            let mut file = std::fs::File::create(&probe)?;
+            file.write_all(&vec![0u8; PROBE_BYTES])?;
+            file.sync_all()
+        })();
+        let _ = std::fs::remove_file(&probe);
+        result
+    }
+
+    /// Remove a failed batch durably. sled refuses every write after an I/O error until
+    /// it is reopened, so when the undo fails on the current handle and the disk has room
+    /// again, sled is closed and reopened (from what reached the disk) first. Until then
+    /// the current handle keeps serving reads.
     fn repair(&self, pending: &mut Option<sled::Batch>) -> Result<()> {
         let Some(undo) = pending.as_ref() else {
             return Ok(());
@@ -106,43 +161,37 @@ impl SledPersistence {
             db.flush()?;
             Ok(())
         };
-        let first = match self.handle() {
-            Ok(db) => apply(&db).map_err(|err| err.to_string()),
-            Err(err) => Err(err.message().to_owned()),
-        };
-        let outcome = match first {
-            Ok(()) => Ok(()),
-            Err(first_err) => {
-                tracing::warn!(
-                    path = %self.path.display(),
-                    error = %first_err,
-                    "undoing a failed write failed; reopening the store"
-                );
-                // sled may refuse every write after an I/O error until it is reopened, and
-                // it can only be reopened once every handle to it is gone.
-                let old = self.db.write().take();
-                drop(old);
-                let db = open_sled(&self.path)?;
-                let result = apply(&db);
-                *self.db.write() = Some(db);
-                result.map_err(|err| err.to_string())
-            }
-        };
-        match outcome {
-            Ok(()) => {
-                tracing::info!(path = %self.path.display(), "failed write undone; storage usable again");
-                *pending = None;
-                Ok(())
-            }
-            Err(err) => Err(Error::new(
+        let still_failing = |why: String| {
+            Error::new(
                 ErrorCode::StorageUnavailable,
                 format!(
-                    "could not write to disk at {}: {err}; an earlier failed commit is still \
+                    "could not write to disk at {}: {why}; an earlier failed commit is still \
                      being undone, nothing was committed; free disk space and retry",
                     self.path.display()
                 ),
-            )),
+            )
+        };
+        let current = self.db.read().clone();
+        let first = match &current {
+            Some(db) => apply(db).map_err(|err| err.to_string()),
+            None => Err("the store is closed".to_owned()),
+        };
+        if first.is_ok() {
+            *pending = None;
+            return Ok(());
         }
+        self.disk_has_room()
+            .map_err(|err| still_failing(format!("the disk is still full or failing ({err})")))?;
+        drop(current);
+        // Close sled (every handle must be gone before it can be reopened) and reopen it.
+        let closed = self.db.write().take();
+        drop(closed);
+        *self.last_reopen.lock() = None;
+        let db = self.handle()?;
+        apply(&db).map_err(|err| still_failing(err.to_string()))?;
+        tracing::info!(path = %self.path.display(), "failed write undone; storage usable again");
+        *pending = None;
+        Ok(())
     }
 }
 
@@ -182,7 +231,7 @@ impl Persistence for SledPersistence {
                 tracing::error!(path = %self.path.display(), error = %err, "write failed; undoing it");
                 *pending = Some(undo);
                 if let Err(repair_err) = self.repair(&mut pending) {
-                    tracing::error!(error = %repair_err, "undo failed; will retry before the next write");
+                    tracing::warn!(error = %repair_err, "undo failed; retrying before the next write");
                 }
                 Err(Error::new(
                     ErrorCode::StorageUnavailable,
@@ -240,9 +289,8 @@ impl Persistence for SledPersistence {
         }
         let db = self.handle()?;
         let range = db.range(low..high);
-        let to_result = |item: sled::Result<(sled::IVec, sled::IVec)>| {
-            item.map_err(|err| self.read_error(err))
-        };
+        let to_result =
+            |item: sled::Result<(sled::IVec, sled::IVec)>| item.map_err(|err| self.read_error(err));
         match order {
             Order::Asc => keys::live_index_entries(range.map(to_result), order, ts, limit),
             Order::Desc => keys::live_index_entries(range.rev().map(to_result), order, ts, limit),

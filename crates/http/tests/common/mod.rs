@@ -94,6 +94,7 @@ impl TokenValidator for AliceOnly {
                 issuer: "https://issuer.test".into(),
                 attributes: serde_json::Map::new(),
                 expires_at_secs: None,
+                session_id: None,
             })
         } else {
             Err(Error::new(

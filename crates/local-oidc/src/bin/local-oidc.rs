@@ -65,11 +65,17 @@ async fn main() -> ExitCode {
         }
     };
     println!("issuer:         {}", provider.issuer());
-    println!("discovery:      {}/.well-known/openid-configuration", provider.issuer());
+    println!(
+        "discovery:      {}/.well-known/openid-configuration",
+        provider.issuer()
+    );
     println!("client id:      {}", client.client_id);
     println!("client secret:  {}", client.client_secret);
     println!("redirect URIs:  {}", client.redirect_uris.join(", "));
-    println!("signs in:       {} <{}> (sub {})", user.name, user.email, user.sub);
+    println!(
+        "signs in:       {} <{}> (sub {})",
+        user.name, user.email, user.sub
+    );
     println!("press Ctrl-C to stop");
     if let Err(err) = tokio::signal::ctrl_c().await {
         eprintln!("local-oidc: cannot wait for Ctrl-C: {err}");

@@ -31,8 +31,9 @@ pub fn parse_client_message(text: &str) -> Result<ClientMessage> {
     parse_client_message_with_limit(text, *knobs::SYNC_MAX_MESSAGE_BYTES)
 }
 
-/// [`parse_client_message`] with an explicit size limit in bytes.
-pub(super) fn parse_client_message_with_limit(
+/// [`parse_client_message`] with an explicit size limit in bytes (a server configured
+/// with its own limit uses this).
+pub fn parse_client_message_with_limit(
     text: &str,
     max_bytes: usize,
 ) -> Result<ClientMessage> {

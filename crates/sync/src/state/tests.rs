@@ -91,6 +91,7 @@ fn user(subject: &str) -> Identity {
         issuer: "https://idp".into(),
         attributes: Default::default(),
         expires_at_secs: None,
+        session_id: None,
     }))
 }
 

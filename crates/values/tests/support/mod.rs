@@ -239,3 +239,105 @@ pub fn deep_value(depth: usize, objects: bool) -> Value {
     }
     value
 }
+
+/// Scalars at every boundary of the order, each type's smallest and largest and the
+/// neighbours that an encoding is most likely to confuse (-0 and 0, "" and "\0", ...).
+pub fn edge_scalars() -> Vec<Value> {
+    let mut values = vec![Value::Null];
+    for i in [
+        i64::MIN,
+        i64::MIN + 1,
+        -256,
+        -1,
+        0,
+        1,
+        255,
+        256,
+        i64::MAX - 1,
+        i64::MAX,
+    ] {
+        values.push(Value::Int64(i));
+    }
+    for x in [
+        f64::NEG_INFINITY,
+        f64::MIN,
+        -1.0,
+        -f64::MIN_POSITIVE,
+        -f64::from_bits(1),
+        -0.0,
+        0.0,
+        f64::from_bits(1),
+        f64::MIN_POSITIVE,
+        1.0,
+        1.0 + f64::EPSILON,
+        f64::MAX,
+        f64::INFINITY,
+        f64::NAN,
+    ] {
+        values.push(Value::Float64(x));
+    }
+    values.push(Value::Boolean(false));
+    values.push(Value::Boolean(true));
+    for s in [
+        "",
+        "\0",
+        "\0\0",
+        "\0\u{1}",
+        "\u{1}",
+        "a",
+        "a\0",
+        "a\0b",
+        "ab",
+        "\u{ff}",
+        "\u{10ffff}",
+    ] {
+        values.push(Value::from(s));
+    }
+    for b in [
+        &[][..],
+        &[0],
+        &[0, 0],
+        &[0, 0xff],
+        &[1],
+        &[0xff],
+        &[0xff, 0],
+        &[0xff, 0xff],
+    ] {
+        values.push(Value::Bytes(b.to_vec()));
+    }
+    values
+}
+
+/// [`edge_scalars`] plus small arrays and objects built from a few of them.
+pub fn edge_values() -> Vec<Value> {
+    let scalars = edge_scalars();
+    let few = [
+        Value::Null,
+        Value::Int64(0),
+        Value::Float64(-0.0),
+        Value::Float64(0.0),
+        Value::from(""),
+        Value::from("\0"),
+        Value::Bytes(vec![]),
+    ];
+    let mut values = scalars.clone();
+    values.push(Value::Array(vec![]));
+    values.push(Value::Object(Object::new()));
+    for x in &few {
+        values.push(Value::Array(vec![x.clone()]));
+        values.push(Value::Array(vec![x.clone(), Value::Null]));
+        values.push(Value::Array(vec![Value::Array(vec![x.clone()])]));
+        for name in ["a", "a ", "b"] {
+            let mut object = Object::new();
+            object
+                .insert(name.to_owned(), x.clone())
+                .expect("valid name");
+            values.push(Value::Object(object.clone()));
+            object
+                .insert("c".to_owned(), Value::Null)
+                .expect("valid name");
+            values.push(Value::Object(object));
+        }
+    }
+    values
+}
