@@ -74,6 +74,7 @@ pub struct TableDef {
     name: String,
     validator: Option<Validator>,
     indexes: Vec<IndexDef>,
+    system: bool,
 }
 
 impl TableDef {
@@ -83,7 +84,22 @@ impl TableDef {
             name: name.into(),
             validator: None,
             indexes: Vec::new(),
+            system: false,
         }
+    }
+
+    /// A system table of Conflux itself (its name starts with `_`, like
+    /// `_session_requests`), so it can never collide with an app's tables.
+    pub fn system(name: impl Into<String>) -> TableDef {
+        TableDef {
+            system: true,
+            ..TableDef::new(name)
+        }
+    }
+
+    /// Whether this is a system table.
+    pub fn is_system(&self) -> bool {
+        self.system
     }
 
     /// Check every written document (its user fields, as an object) against `validator`.
@@ -128,7 +144,16 @@ impl TableDef {
     }
 
     fn check(&self) -> Result<()> {
-        check_identifier("table", &self.name)?;
+        match (self.system, self.name.strip_prefix('_')) {
+            (true, Some(rest)) => check_identifier("system table", rest)?,
+            (true, None) => {
+                return Err(Error::bad_request(format!(
+                    "schema: system table `{}` must start with `_`",
+                    self.name
+                )))
+            }
+            (false, _) => check_identifier("table", &self.name)?,
+        }
         let mut names = BTreeSet::new();
         for index in &self.indexes {
             let context = format!("schema: table `{}`: index `{}`", self.name, index.name);

@@ -17,7 +17,7 @@
 //!
 //! let mut registry = Registry::new();
 //! registry
-//!     .query("messages:count", v::object([]), |ctx, _args| {
+//!     .query("messages:count", v::no_args(), |ctx, _args| {
 //!         let n = ctx.db().query("messages")?.collect()?.len();
 //!         Ok(Value::Float64(n as f64))
 //!     })
@@ -36,5 +36,6 @@ pub use context::{ActionCtx, LogLines, MutationCtx, QueryCtx};
 pub use path::UdfPath;
 pub use registry::{FunctionKind, Registry, Visibility};
 pub use runner::{
-    ActionOutcome, FunctionFailure, FunctionRunner, MutationKey, MutationOutcome, QueryOutcome,
+    system_tables, ActionOutcome, Caller, FunctionFailure, FunctionRunner, MutationKey,
+    MutationOutcome, QueryOutcome, RunnerOptions,
 };

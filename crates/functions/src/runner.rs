@@ -25,6 +25,12 @@ pub const SESSION_REQUESTS_TABLE: &str = "_session_requests";
 /// Its index on `(sessionId, requestId)`.
 pub const SESSION_REQUESTS_INDEX: &str = "by_session_request";
 
+/// The system tables the runner needs; the app adds them to its schema.
+pub fn system_tables() -> Vec<conflux_db::TableDef> {
+    vec![conflux_db::TableDef::system(SESSION_REQUESTS_TABLE)
+        .index(SESSION_REQUESTS_INDEX, &["sessionId", "requestId"])]
+}
+
 /// Who is calling: a client over the network, or another function.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Caller {

@@ -182,6 +182,11 @@ pub mod v {
         Validator::Union(variants.into_iter().collect())
     }
 
+    /// `args: {}`: a function that takes no arguments.
+    pub fn no_args() -> Validator {
+        Validator::Object(Default::default())
+    }
+
     /// `v.optional(validator)`: an object field that may be missing.
     pub fn optional(validator: Validator) -> FieldValidator {
         FieldValidator {
