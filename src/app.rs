@@ -27,6 +27,9 @@ pub struct App {
     pub(crate) env: BTreeMap<String, String>,
     pub(crate) static_dir: Option<PathBuf>,
     pub(crate) auth: Option<conflux_auth::AuthSetup>,
+    pub(crate) token_providers: conflux_auth::AuthConfig,
+    pub(crate) dev_default: bool,
+    pub(crate) auth_validation_delay: Option<std::time::Duration>,
     pub(crate) errors: Vec<Error>,
 }
 
@@ -42,6 +45,9 @@ impl App {
             env: BTreeMap::new(),
             static_dir: None,
             auth: None,
+            token_providers: conflux_auth::AuthConfig::new(),
+            dev_default: false,
+            auth_validation_delay: None,
             errors: Vec::new(),
         }
     }
@@ -163,6 +169,39 @@ impl App {
     /// Turn on the built-in sign-in (see [`conflux_auth::AuthSetup`]).
     pub fn auth(mut self, auth: conflux_auth::AuthSetup) -> App {
         self.auth = Some(auth);
+        self
+    }
+
+    /// Trust tokens of third-party issuers (OpenID Connect providers, custom JWT issuers)
+    /// as `convex/auth.config.ts` does in Convex. Adds to any providers given before.
+    pub fn token_providers(mut self, config: conflux_auth::AuthConfig) -> App {
+        self.token_providers.providers.extend(config.providers);
+        self
+    }
+
+    /// Read third-party token providers from a JSON file (`{"providers": [...]}`, the shape
+    /// of Convex's `auth.config.ts`).
+    pub fn token_providers_file(mut self, path: impl AsRef<std::path::Path>) -> App {
+        match conflux_auth::AuthConfig::from_file(path.as_ref()) {
+            Ok(config) => self.token_providers.providers.extend(config.providers),
+            Err(err) => self.errors.push(err),
+        }
+        self
+    }
+
+    /// Make dev mode (detailed errors sent to clients) the default when neither `--dev`
+    /// nor `CONFLUX_DEV` says otherwise; examples and local tools want it, production
+    /// builds of an app do not.
+    pub fn dev_by_default(mut self) -> App {
+        self.dev_default = true;
+        self
+    }
+
+    /// Test knob: delay the validation of every WebSocket `Authenticate` token by `delay`,
+    /// widening the window between a client's sign-in and the server's confirmation so the
+    /// sign-in race reproduces deterministically. Never use it in production.
+    pub fn auth_validation_delay_for_tests(mut self, delay: std::time::Duration) -> App {
+        self.auth_validation_delay = Some(delay);
         self
     }
 

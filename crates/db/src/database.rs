@@ -111,6 +111,15 @@ impl Shared {
     }
 
     /// A creation time (ms since the epoch) greater than every earlier one.
+    /// Make sure every later creation time is above `seen` (after importing documents that
+    /// carry their own creation times).
+    pub(crate) fn observe_creation_time(&self, seen: f64) {
+        let mut last = self.creation_clock.lock();
+        if seen > *last {
+            *last = seen;
+        }
+    }
+
     pub(crate) fn next_creation_time(&self) -> f64 {
         let micros = SystemTime::now()
             .duration_since(UNIX_EPOCH)

@@ -187,6 +187,58 @@ impl Transaction {
         Ok(id)
     }
 
+    /// Insert a document exactly as it was exported: with its own `id` and creation time.
+    /// Used by `import`, which restores a backup into an empty data folder.
+    ///
+    /// The id must belong to `table` in this database (same table number), must not exist
+    /// yet, and the document must pass the same checks as [`Transaction::insert`].
+    pub fn import(
+        &mut self,
+        table: &str,
+        id: DocumentId,
+        creation_time: f64,
+        value: Object,
+    ) -> Result<()> {
+        let table = self.shared.catalog.table(table)?.clone();
+        if id.table_number() != table.number {
+            return Err(Error::new(
+                ErrorCode::InvalidValue,
+                format!(
+                    "cannot import `{id}` into table `{}`: the id belongs to another table                      number; import into an empty data folder of the same app",
+                    table.name
+                ),
+            ));
+        }
+        if !creation_time.is_finite() || creation_time < 0.0 {
+            return Err(Error::new(
+                ErrorCode::InvalidValue,
+                format!("cannot import `{id}`: `_creationTime` {creation_time} is not a valid time"),
+            ));
+        }
+        for name in value.keys() {
+            if name.starts_with('_') {
+                return Err(reserved_field(&table.name, name));
+            }
+        }
+        self.check_document(&table, &value)?;
+        if self.get(&id)?.is_some() {
+            return Err(Error::new(
+                ErrorCode::InvalidValue,
+                format!("cannot import `{id}` into `{}`: a document with this id exists", table.name),
+            ));
+        }
+        self.shared.observe_creation_time(creation_time);
+        self.write(
+            &table,
+            id,
+            Some(Document {
+                id,
+                creation_time,
+                value,
+            }),
+        )
+    }
+
     /// Set the given top-level fields of document `id` (a shallow merge). To remove fields
     /// use [`Transaction::patch_remove`] or [`Transaction::apply_patch`]. `_id` and
     /// `_creationTime` may be included if they are unchanged.

@@ -20,6 +20,13 @@
 //!   versions it is tested with.
 //! - [`udf_path`]: the one canonical spelling of a function path.
 //! - [`state`]: the per-connection version state machine (spec §4), pure and unit-tested.
+//! - [`subscriptions`]: the [`SubscriptionManager`]: identical subscriptions share one
+//!   execution and one cached result, re-run once per invalidating commit and fanned out
+//!   without waiting for any subscriber; also the in-process [`LiveQuery`].
+//! - [`server`]: [`sync_routes`] (`/api/sync`, `/api/<semver>/sync`), [`SyncState`],
+//!   [`SyncConfig`] and [`SyncMetrics`].
+//! - `worker`: one socket: reader, processing loop and writer, back-pressure, auth,
+//!   keep-alive (described in the docs of [`server`] and in the module's own docs).
 
 // `conflux_common::Error` is returned by value everywhere in the workspace; it is larger than
 // clippy's threshold for `Result` errors, which is a property of the shared type, not of
@@ -27,5 +34,12 @@
 #![allow(clippy::result_large_err)]
 
 pub mod protocol;
+pub mod server;
 pub mod state;
+pub mod subscriptions;
 pub mod udf_path;
+mod worker;
+
+pub use server::{sync_routes, SyncConfig, SyncMetrics, SyncState};
+pub use subscriptions::{LiveQuery, LiveUpdate, QueryKey, SubscriptionManager, SubscriptionMetrics};
+pub use worker::{FIRST_TRANSITION_GRACE, IDENTITY_EXPIRED, SESSION_ENDED};

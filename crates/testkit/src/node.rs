@@ -93,6 +93,11 @@ impl NpmClients {
         if dir.join("node_modules/convex/package.json").is_file() {
             return Some(NpmClients { dir });
         }
+        // A fresh clone: install the pinned clients once (`npm ci`), so that the README's
+        // single test command runs the official-client tests too.
+        if install_npm_clients(&dir) && dir.join("node_modules/convex/package.json").is_file() {
+            return Some(NpmClients { dir });
+        }
         let test = std::thread::current()
             .name()
             .unwrap_or("this test")
@@ -351,6 +356,52 @@ impl NodeScenario {
                 events.join("\n"),
                 stderr.trim_end()
             ),
+        }
+    }
+}
+
+/// Run `npm ci` in `dir` once per machine: a process-wide mutex serialises the test
+/// threads, and a lock directory serialises test processes. Returns whether npm ran
+/// successfully (or another process finished the install).
+fn install_npm_clients(dir: &Path) -> bool {
+    static INSTALL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _guard = INSTALL.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let marker = dir.join("node_modules/convex/package.json");
+    if marker.is_file() {
+        return true;
+    }
+    let lock = dir.join(".install-lock");
+    let started = std::time::Instant::now();
+    loop {
+        match std::fs::create_dir(&lock) {
+            Ok(()) => break,
+            Err(_) if marker.is_file() => return true,
+            // A lock older than five minutes belongs to a killed install.
+            Err(_) if started.elapsed() > std::time::Duration::from_secs(300) => {
+                let _ = std::fs::remove_dir(&lock);
+            }
+            Err(_) => std::thread::sleep(std::time::Duration::from_millis(200)),
+        }
+    }
+    let _ = writeln!(
+        std::io::stderr(),
+        "installing the official npm clients into {} (npm ci, once)...",
+        dir.display()
+    );
+    let status = std::process::Command::new("npm")
+        .args(["ci", "--ignore-scripts", "--no-audit", "--no-fund", "--loglevel=error"])
+        .current_dir(dir)
+        .status();
+    let _ = std::fs::remove_dir(&lock);
+    match status {
+        Ok(status) if status.success() => true,
+        Ok(status) => {
+            let _ = writeln!(std::io::stderr(), "npm ci failed in {}: {status}", dir.display());
+            false
+        }
+        Err(err) => {
+            let _ = writeln!(std::io::stderr(), "could not run npm: {err}");
+            false
         }
     }
 }
