@@ -60,6 +60,16 @@ pub use conflux_sync::LiveQuery;
 pub use conflux_values::validator::v;
 pub use conflux_values::{object, DocumentId, Object, Value};
 
+/// The `users` document id of the signed-in user, for tokens issued by the built-in
+/// sign-in (their subject is `userId|sessionId`); `None` when signed out or signed in with a
+/// third-party token.
+pub fn auth_user_id(identity: &Identity) -> Option<DocumentId> {
+    let user = identity.user()?;
+    user.session_id.as_ref()?;
+    let (user_id, _session) = user.subject.split_once('|')?;
+    user_id.parse().ok()
+}
+
 impl App {
     /// Start serving with `config` (ports of 0 pick free ports) and return the running
     /// server; what `run` does for `serve`, for tests and programs that embed the server.

@@ -117,14 +117,124 @@ pub(crate) fn open_tables(
     })
 }
 
+/// What the sign-in contributes, prepared before the runner exists.
+struct Prepared {
+    installed_auth: Option<conflux_auth::InstalledAuth>,
+    auth_config: conflux_auth::AuthConfig,
+    extra_sets: Vec<Box<dyn RouteSet>>,
+    configured_providers: Vec<String>,
+}
+
+/// Install the built-in sign-in (functions, routes, our own issuer), all tied to the site
+/// origin, and collect the token providers.
+fn prepare_auth(
+    app: &mut App,
+    data_dir: &std::path::Path,
+    origins: &Origins,
+    dev_mode: bool,
+) -> Result<Prepared> {
+    let mut extra_sets: Vec<Box<dyn RouteSet>> = Vec::new();
+    let mut auth_config = app.token_providers.clone();
+    let mut installed_auth = None;
+    let mut configured_providers = Vec::new();
+    if let Some(auth) = app.auth.take() {
+        let installed = auth.install(conflux_auth::InstallContext {
+            data_dir: data_dir.to_path_buf(),
+            origins: origins.clone(),
+            dev_mode,
+        })?;
+        app.registry.merge(installed.functions())?;
+        extra_sets.push(Box::new(installed.routes()));
+        auth_config = auth_config.with_own_issuer(installed.own_issuer());
+        configured_providers = installed.providers();
+        installed_auth = Some(installed);
+    }
+    Ok(Prepared {
+        installed_auth,
+        auth_config,
+        extra_sets,
+        configured_providers,
+    })
+}
+
+fn build_validator(
+    auth_config: conflux_auth::AuthConfig,
+    installed: Option<&conflux_auth::InstalledAuth>,
+) -> Result<Option<conflux_auth::JwtValidator>> {
+    if auth_config.providers.is_empty() && auth_config.own_issuer.is_none() {
+        return Ok(None);
+    }
+    let mut builder = conflux_auth::JwtValidator::builder(auth_config);
+    if let Some(installed) = installed {
+        builder = builder.session_checker(installed.session_checker());
+    }
+    builder.build().map(Some)
+}
+
+/// The origins a server started with `config` would have, without binding: for the
+/// commands that describe a deployment (`routes`, `auth check`).
+fn planned_origins(config: &ServeConfig) -> Origins {
+    let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+    Origins::new(
+        env("CONVEX_CLOUD_URL").unwrap_or_else(|| format!("http://{}:{}", config.host, config.port)),
+        env("CONVEX_SITE_URL")
+            .unwrap_or_else(|| format!("http://{}:{}", config.host, config.site_port)),
+    )
+}
+
+fn data_dir_of(app: &App, config: &ServeConfig) -> PathBuf {
+    config
+        .data
+        .clone()
+        .unwrap_or_else(|| default_data_dir(&app.name))
+}
+
+/// Every HTTP route of the app with its origin, as `routes` prints them.
+pub(crate) fn plan_routes(
+    mut app: App,
+    config: &ServeConfig,
+) -> Result<Vec<conflux_http::RouteInfo>> {
+    app.take_errors()?;
+    let data_dir = data_dir_of(&app, config);
+    let origins = planned_origins(config);
+    let dev_mode = config.dev.unwrap_or(app.dev_default);
+    let prepared = prepare_auth(&mut app, &data_dir, &origins, dev_mode)?;
+    let router = app.build_router(prepared.extra_sets)?.build()?;
+    Ok(router.routes())
+}
+
+/// Decode `token` and run every validation step against the app's providers and our own
+/// issuer, for `auth check`.
+pub(crate) async fn explain_token(
+    mut app: App,
+    config: &ServeConfig,
+    token: &str,
+) -> Result<conflux_auth::ValidationReport> {
+    app.take_errors()?;
+    let data_dir = data_dir_of(&app, config);
+    let origins = planned_origins(config);
+    let dev_mode = config.dev.unwrap_or(app.dev_default);
+    let prepared = prepare_auth(&mut app, &data_dir, &origins, dev_mode)?;
+    let validator = build_validator(prepared.auth_config, None)?.ok_or_else(|| {
+        Error::new(
+            ErrorCode::NoAuthProvider,
+            "This app trusts no token issuer: it has neither the built-in sign-in nor token \
+             providers, so every token is rejected.",
+        )
+    })?;
+    Ok(validator.explain(token).await)
+}
+
+/// Open the app's store for `export` / `import` (the server must not be running).
+pub(crate) fn open_for_maintenance(app: &App, config: &ServeConfig) -> Result<Database> {
+    open_database(app, &data_dir_of(app, config))
+}
+
 pub(crate) async fn start(mut app: App, config: &ServeConfig) -> Result<Server> {
     let started = Instant::now();
     app.take_errors()?;
     let dev_mode = config.dev.unwrap_or(app.dev_default);
-    let data_dir = config
-        .data
-        .clone()
-        .unwrap_or_else(|| default_data_dir(&app.name));
+    let data_dir = data_dir_of(&app, config);
     let host = config.host.parse().map_err(|_| {
         Error::bad_request(format!(
             "--host `{}` is not an IP address; use 127.0.0.1 for this machine only or 0.0.0.0 for every interface",
@@ -149,31 +259,14 @@ pub(crate) async fn start(mut app: App, config: &ServeConfig) -> Result<Server> 
         tokio::task::block_in_place(|| open_database(app, &data_dir))?
     };
 
-    // Sign-in: functions, routes and our own token issuer, all tied to the site origin.
-    let mut extra_sets: Vec<Box<dyn RouteSet>> = Vec::new();
-    let mut auth_config = app.token_providers.clone();
-    let mut installed_auth = None;
-    if let Some(auth) = app.auth.take() {
-        let installed = auth.install(conflux_auth::InstallContext {
-            data_dir: data_dir.clone(),
-            origins: origins.clone(),
-            dev_mode,
-        })?;
-        app.registry.merge(installed.functions())?;
-        extra_sets.push(Box::new(installed.routes()));
-        auth_config = auth_config.with_own_issuer(installed.own_issuer());
-        installed_auth = Some(installed);
-    }
-    let validator: Option<Arc<dyn TokenValidator>> =
-        if auth_config.providers.is_empty() && auth_config.own_issuer.is_none() {
-            None
-        } else {
-            let mut builder = conflux_auth::JwtValidator::builder(auth_config);
-            if let Some(installed) = &installed_auth {
-                builder = builder.session_checker(installed.session_checker());
-            }
-            Some(Arc::new(builder.build()?))
-        };
+    let Prepared {
+        installed_auth,
+        auth_config,
+        mut extra_sets,
+        configured_providers,
+    } = prepare_auth(&mut app, &data_dir, &origins, dev_mode)?;
+    let validator: Option<Arc<dyn TokenValidator>> = build_validator(auth_config, installed_auth.as_ref())?
+        .map(|validator| Arc::new(validator) as Arc<dyn TokenValidator>);
 
     let mut env = app.env.clone();
     env.insert("CONVEX_CLOUD_URL".into(), origins.client.clone());
@@ -191,11 +284,6 @@ pub(crate) async fn start(mut app: App, config: &ServeConfig) -> Result<Server> 
     if let Some(installed) = &installed_auth {
         installed.attach(runner.clone(), validator.clone());
     }
-
-    let configured_providers = installed_auth
-        .as_ref()
-        .map(|auth| auth.providers())
-        .unwrap_or_default();
 
     // The site: the app's HTTP actions, mounted sets, and the built front-end last.
     let static_router: Arc<OnceLock<Arc<HttpRouter>>> = Arc::new(OnceLock::new());

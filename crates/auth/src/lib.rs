@@ -18,13 +18,21 @@
 //! - [`validation`]: [`JwtValidator`], the key and token caches, the identity mapping, the
 //!   [`SessionChecker`] hook for our own sessions, and [`ValidationReport`] for
 //!   `auth check <token>`.
+//! - [`signin`]: the built-in sign-in (Convex Auth's server side): [`AuthSetup`] →
+//!   [`InstalledAuth`] with the `auth:*` functions, the OAuth and session routes, our own
+//!   token issuer and the session checker.
 
 pub mod config;
+pub mod signin;
 pub mod validation;
 
 pub use config::{
     AuthConfig, CustomJwtProvider, JwksSource, OidcProvider, OwnIssuer, ProviderConfig,
     SigningAlgorithm, OWN_AUDIENCE,
+};
+pub use signin::{
+    auth_session_id, auth_user_id, generate_signing_keys, AuthSetup, CleanupReport, InstallContext,
+    InstalledAuth, Lifetimes, OAuthFailure, OAuthProvider, SigningKeys, OAUTH_ERROR_CODES,
 };
 pub use validation::{
     Check, JwtValidator, JwtValidatorBuilder, SessionCache, SessionChecker, StepOutcome,

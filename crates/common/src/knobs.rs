@@ -200,3 +200,35 @@ knob!(
     /// long (requests in between get the same error), so a down provider is not hammered.
     JWKS_FETCH_RETRY_MS: u64 = 1_000
 );
+
+// ---- built-in sign-in ----
+knob!(
+    /// Most session states (active or ended) kept in the cache in front of the sessions
+    /// table; the check of our own tokens costs a table read only on a miss.
+    AUTH_SESSION_CACHE_ENTRIES_COUNT: usize = 100_000
+);
+knob!(
+    /// How long an "active" answer of the session cache is trusted before the sessions
+    /// table is read again (ending a session through the sign-in clears it at once; this
+    /// bounds how late a session that merely expired is noticed).
+    AUTH_SESSION_CACHE_TTL_MS: u64 = 60_000
+);
+knob!(
+    /// Time between two runs of the background cleanup of expired sessions, refresh
+    /// tokens, verifiers and codes.
+    AUTH_CLEANUP_INTERVAL_MS: u64 = 60_000
+);
+knob!(
+    /// Most documents of one sign-in table the background cleanup looks at per run.
+    AUTH_CLEANUP_BATCH_COUNT: usize = 256
+);
+knob!(
+    /// Time limit of one request of the sign-in to an OAuth provider (discovery, JWKS,
+    /// token exchange).
+    AUTH_OAUTH_REQUEST_TIMEOUT_MS: u64 = 10_000
+);
+knob!(
+    /// How long a provider's discovery document and keys are reused before they are
+    /// fetched again (an unknown signing key triggers an earlier refetch).
+    AUTH_OAUTH_METADATA_CACHE_MS: u64 = 3_600_000
+);

@@ -44,7 +44,7 @@ fn registry(runs: Arc<AtomicU32>) -> Registry {
     .unwrap();
     r.mutation(
         "messages:send",
-        v::object([("body", v::string().into()), ("channel", v::optional(v::string()))]),
+        v::object([("body", v::required(v::string())), ("channel", v::optional(v::string()))]),
         |ctx, args| {
             let body = args.get("body").and_then(Value::as_str).unwrap_or_default();
             if body.is_empty() {

@@ -207,6 +207,8 @@ pub(crate) struct Shared {
     pub requests: AtomicU64,
     pub codes: Mutex<BoundedMap<PendingCode>>,
     pub access_tokens: Mutex<BoundedMap<TestUser>>,
+    /// When set, `/token` signs ID tokens with this key (under the published key's `kid`).
+    pub forged_id_token_key: RwLock<Option<TestKey>>,
 }
 
 impl Shared {
@@ -329,6 +331,7 @@ impl LocalOidcProvider {
             requests: AtomicU64::new(0),
             codes: Mutex::new(BoundedMap::new()),
             access_tokens: Mutex::new(BoundedMap::new()),
+            forged_id_token_key: RwLock::new(None),
         });
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
         let app = routes::router(shared.clone());
@@ -424,6 +427,13 @@ impl LocalOidcProvider {
             }
         };
         key.sign_with(&claims, options)
+    }
+
+    /// From now on, sign the ID tokens `/token` issues with `key` instead of the published
+    /// signing key, keeping the published key's `kid` in the header: what a relying party
+    /// receives when an ID token was forged or tampered with. `None` goes back to normal.
+    pub fn forge_id_tokens_with(&self, key: Option<TestKey>) {
+        *self.shared.forged_id_token_key.write() = key;
     }
 
     /// Replace the user `/authorize` signs in.

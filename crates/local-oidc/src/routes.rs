@@ -23,6 +23,7 @@ use rand::RngCore;
 use serde_json::{json, Value as JsonValue};
 use sha2::{Digest, Sha256};
 
+use crate::keys::{KidHeader, SignOptions};
 use crate::provider::{Admission, Endpoint, PendingCode, Shared, TestUser, AUTHORIZATION_CODE_TTL};
 
 pub(crate) fn router(shared: Arc<Shared>) -> Router {
@@ -430,7 +431,18 @@ async fn token(
         }
     }
     let signing_key = shared.keys.read().signing.clone();
-    let id_token = match signing_key.sign(&claims) {
+    let forged = shared.forged_id_token_key.read().clone();
+    let signed = match forged {
+        Some(forger) => forger.sign_with(
+            &claims,
+            &SignOptions {
+                kid: KidHeader::Custom(signing_key.kid().to_owned()),
+                ..SignOptions::default()
+            },
+        ),
+        None => signing_key.sign(&claims),
+    };
+    let id_token = match signed {
         Ok(id_token) => id_token,
         Err(err) => {
             return oauth_error(

@@ -8,12 +8,20 @@
 //!
 //! ```text
 //!  text frame ──▶ protocol::parse_client_message ──▶ ClientMessage
-//!                                                      │
-//!                     state::SocketState ◀─────────────┘  versions, identity, query set
-//!                          │ plan_transition / commit_transition
+//!                                                      │   (worker: reader task)
+//!                     state::SocketState ◀─────────────┘   versions, identity, query set
+//!                          │ plan_transition                (worker: processing loop)
+//!                          ▼
+//!        SubscriptionManager::consistent_results ◀── shared live queries, re-run once per
+//!                          │ commit_transition          invalidating commit (db subscriptions)
 //!                          ▼
 //!  text frame ◀── ServerMessage::to_json_text ◀── Transition, MutationResponse, ...
+//!                                                      (worker: bounded outbox → writer task)
 //! ```
+//!
+//! The facade merges [`sync_routes`] into the client API router it serves with
+//! `conflux_http::bind(..).serve(..)`, and uses [`SubscriptionManager::subscribe`] for
+//! in-process live queries.
 //!
 //! - [`protocol`]: every message and field encoding, decoded with errors that name the
 //!   offending field. `docs/protocol.md` describes the wire format and the client
@@ -25,8 +33,9 @@
 //!   without waiting for any subscriber; also the in-process [`LiveQuery`].
 //! - [`server`]: [`sync_routes`] (`/api/sync`, `/api/<semver>/sync`), [`SyncState`],
 //!   [`SyncConfig`] and [`SyncMetrics`].
-//! - `worker`: one socket: reader, processing loop and writer, back-pressure, auth,
-//!   keep-alive (described in the docs of [`server`] and in the module's own docs).
+//! - `worker` (private): one socket: a reader task, a processing loop and a writer task
+//!   with a bounded outbox; ordering, back-pressure, identity changes, keep-alive and
+//!   close codes are described in its module docs.
 
 // `conflux_common::Error` is returned by value everywhere in the workspace; it is larger than
 // clippy's threshold for `Result` errors, which is a property of the shared type, not of
@@ -41,5 +50,7 @@ pub mod udf_path;
 mod worker;
 
 pub use server::{sync_routes, SyncConfig, SyncMetrics, SyncState};
-pub use subscriptions::{LiveQuery, LiveUpdate, QueryKey, SubscriptionManager, SubscriptionMetrics};
+pub use subscriptions::{
+    LiveQuery, LiveUpdate, QueryKey, SubscriptionManager, SubscriptionMetrics,
+};
 pub use worker::{FIRST_TRANSITION_GRACE, IDENTITY_EXPIRED, SESSION_ENDED};

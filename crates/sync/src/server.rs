@@ -261,7 +261,9 @@ impl SyncState {
     /// reconnect and resend what is unanswered. Used at shutdown, and by tests of
     /// reconnects.
     pub fn disconnect_all(&self) {
-        self.hub.disconnect.send_modify(|generation| *generation += 1);
+        self.hub
+            .disconnect
+            .send_modify(|generation| *generation += 1);
     }
 }
 
@@ -338,8 +340,8 @@ fn accept(
 
 /// The JSON error body of the client API: `{"code": "...", "message": "..."}`.
 fn error_response(err: &Error, dev_mode: bool) -> Response {
-    let status = StatusCode::from_u16(err.code().http_status())
-        .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let status =
+        StatusCode::from_u16(err.code().http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let body = serde_json::json!({
         "code": err.code().as_str(),
         "message": err.client_message(dev_mode),
@@ -381,10 +383,20 @@ mod tests {
 
     #[test]
     fn client_versions_in_the_path_must_be_semver() {
-        for ok in ["1.48.0", "0.0.1", "10.20.30", "1.0.0-alpha.1", "1.0.0+build.5", "1.0.0-rc-1+x"] {
+        for ok in [
+            "1.48.0",
+            "0.0.1",
+            "10.20.30",
+            "1.0.0-alpha.1",
+            "1.0.0+build.5",
+            "1.0.0-rc-1+x",
+        ] {
             assert!(is_semver(ok), "{ok} is a version");
         }
-        for bad in ["", "1.48", "1.48.0.1", "01.2.3", "v1.2.3", "1.2.x", "1.2.3-", "1.2.3+", "latest", "1..3"] {
+        for bad in [
+            "", "1.48", "1.48.0.1", "01.2.3", "v1.2.3", "1.2.x", "1.2.3-", "1.2.3+", "latest",
+            "1..3",
+        ] {
             assert!(!is_semver(bad), "{bad} is not a version");
         }
     }

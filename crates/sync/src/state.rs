@@ -537,6 +537,30 @@ impl SocketState {
         })
     }
 
+    /// Whether committing `plan` with `results` would tell the client nothing: no version
+    /// to acknowledge, no removal, no mutation timestamp to reach and no result it does
+    /// not already have. Such a plan can be dropped instead of sending a `Transition` that
+    /// only moves the timestamp (the state is untouched either way).
+    pub fn transition_is_empty(&self, plan: &TransitionPlan, results: &[Arc<QueryResult>]) -> bool {
+        if plan.start != self.current
+            || plan.end.query_set != self.current.query_set
+            || plan.end.identity != self.current.identity
+            || !plan.removals.is_empty()
+            || self.max_mutation_ts > self.current.ts
+        {
+            return false;
+        }
+        plan.queries.iter().zip(results).all(|(planned, result)| {
+            match self.queries.get(&planned.query_id) {
+                Some(entry) if entry.generation == planned.generation => {
+                    entry.last_sent == Some(result.fingerprint())
+                }
+                // Removed or replaced since the plan: nothing would be sent for it.
+                _ => true,
+            }
+        })
+    }
+
     /// Finish a transition with one result per planned query (in the plan's order) and
     /// return the message to send. Results the client already has, and results for query
     /// ids removed or replaced since the plan was made, are left out.

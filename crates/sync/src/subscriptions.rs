@@ -19,7 +19,7 @@
 //! the previous one is not fanned out; it is counted as a spurious re-run
 //! ([`SubscriptionMetrics::spurious_reruns`]).
 //!
-//! Fan-out never waits for a subscriber: each subscriber owns a [`Signal`] (a counter and
+//! Fan-out never waits for a subscriber: each subscriber owns a `Signal` (a counter and
 //! a [`tokio::sync::Notify`]); the driver bumps it and moves on. A socket whose client
 //! reads slowly therefore never delays the driver, other sockets, or the commit path; it
 //! simply finds several bumps folded into one when it looks next.
@@ -28,7 +28,7 @@
 //!
 //! A socket must move *all* its queries to one timestamp in one `Transition`, but its
 //! entries were run at different timestamps by different drivers. Because a result is
-//! valid on an interval, [`SubscriptionManager::consistent_results`] can pick a target
+//! valid on an interval, `SubscriptionManager::consistent_results` can pick a target
 //! timestamp (the newest of: what the socket must reach, the newest entry result, and the
 //! newest commit whose invalidations have all been delivered) and check that every entry's
 //! interval contains it. Entries that are stale at the target are being re-run by their
@@ -111,26 +111,26 @@ struct Counters {
 /// A wake-up flag owned by one subscriber (a socket, or a [`LiveQuery`]). Entries raise it
 /// without ever waiting; the owner collects every raise since it last looked in one go.
 #[derive(Debug, Default)]
-pub struct Signal {
+pub(crate) struct Signal {
     raised: AtomicU64,
     notify: Notify,
 }
 
 impl Signal {
     /// A signal that was never raised.
-    pub fn new() -> Signal {
+    pub(crate) fn new() -> Signal {
         Signal::default()
     }
 
     /// Record one more change and wake the owner if it waits. Never blocks.
-    pub fn raise(&self) {
+    pub(crate) fn raise(&self) {
         self.raised.fetch_add(1, Ordering::AcqRel);
         self.notify.notify_one();
     }
 
     /// Wait until the signal was raised at least once since the last call; returns how
     /// many raises are folded into this wake-up.
-    pub async fn wait(&self) -> u64 {
+    pub(crate) async fn wait(&self) -> u64 {
         loop {
             let raised = self.raised.swap(0, Ordering::AcqRel);
             if raised > 0 {

@@ -168,13 +168,15 @@ struct AuthAttempt {
     result: conflux_common::Result<UserIdentity>,
 }
 
-type TransitionJob = BoxFuture<
-    'static,
-    (
-        TransitionPlan,
-        conflux_common::Result<(Timestamp, Vec<Arc<QueryResult>>)>,
-    ),
->;
+/// A transition being computed: its plan, whether it must be sent even if it carries
+/// nothing new, and (once done) the snapshot and the results.
+type TransitionJob = BoxFuture<'static, ComputedTransition>;
+
+struct ComputedTransition {
+    plan: TransitionPlan,
+    required: bool,
+    results: conflux_common::Result<(Timestamp, Vec<Arc<QueryResult>>)>,
+}
 
 /// Messages waiting for one socket, and the endpoint's high-water marks.
 struct Backlog {
@@ -253,10 +255,16 @@ pub(crate) async fn run_socket(socket: WebSocket, sync: SyncState, client: Strin
 
     // The outbox sender is gone: the writer sends what is left (the close frame last) and
     // ends; then the reader gets a moment to see the client's answer to the close.
-    if tokio::time::timeout(FINAL_FLUSH_MAX, &mut writer).await.is_err() {
+    if tokio::time::timeout(FINAL_FLUSH_MAX, &mut writer)
+        .await
+        .is_err()
+    {
         writer.abort();
     }
-    if tokio::time::timeout(CLOSE_LINGER, &mut reader).await.is_err() {
+    if tokio::time::timeout(CLOSE_LINGER, &mut reader)
+        .await
+        .is_err()
+    {
         reader.abort();
     }
     tracing::debug!(%client, "sync socket closed");
@@ -367,7 +375,7 @@ impl Worker {
                     self.on_action_done(joined);
                 }
                 computed = poll_slot(&mut self.transition) => self.on_transition_computed(computed),
-                raised = self.signal.wait() => self.raised += raised,
+                raised = self.signal.wait() => self.on_results_changed(raised),
                 permit = self.outbox.clone().reserve_owned(), if !self.pending.is_empty() => match permit {
                     Ok(permit) => {
                         if let Some(outgoing) = self.pending.pop_front() {
@@ -490,14 +498,8 @@ impl Worker {
             Ok(plan) => plan,
             Err(err) => return self.fail_internal(err),
         };
-        let raised = std::mem::take(&mut self.raised);
-        if raised > 1 {
-            self.sync
-                .hub
-                .coalesced_updates
-                .fetch_add(raised - 1, Ordering::Relaxed);
-        }
-        self.force_transition = false;
+        self.raised = 0;
+        let required = std::mem::take(&mut self.force_transition);
         let handles: Vec<Arc<QueryHandle>> = plan
             .queries()
             .iter()
@@ -510,8 +512,29 @@ impl Worker {
         };
         self.transition = Some(Box::pin(async move {
             let results = manager.consistent_results(&handles, min_ts).await;
-            (plan, results)
+            ComputedTransition {
+                plan,
+                required,
+                results,
+            }
         }));
+    }
+
+    /// Shared results of this socket's queries changed `raised` times since the last
+    /// look. Changes not yet sent are folded into the next transition.
+    fn on_results_changed(&mut self, raised: u64) {
+        let folded = if self.raised > 0 {
+            raised
+        } else {
+            raised.saturating_sub(1)
+        };
+        if folded > 0 {
+            self.sync
+                .hub
+                .coalesced_updates
+                .fetch_add(folded, Ordering::Relaxed);
+        }
+        self.raised += raised;
     }
 
     fn handle_for(&mut self, planned: &PlannedQuery, identity: &Identity) -> Arc<QueryHandle> {
@@ -577,17 +600,21 @@ impl Worker {
         }
     }
 
-    fn on_transition_computed(
-        &mut self,
-        (mut plan, results): (
-            TransitionPlan,
-            conflux_common::Result<(Timestamp, Vec<Arc<QueryResult>>)>,
-        ),
-    ) {
+    fn on_transition_computed(&mut self, computed: ComputedTransition) {
+        let ComputedTransition {
+            mut plan,
+            required,
+            results,
+        } = computed;
         let (ts, results) = match results {
             Ok(computed) => computed,
             Err(err) => return self.fail_internal(err),
         };
+        if !required && self.state.transition_is_empty(&plan, &results) {
+            // Woken by a change the client already has (e.g. the first result of a query
+            // that the transition being computed already carried).
+            return;
+        }
         let committed = Ts::new(ts.as_u64())
             .and_then(|ts| plan.raise_ts(ts))
             .and_then(|()| self.state.commit_transition(plan, results));
@@ -764,6 +791,10 @@ impl Worker {
                     Err(err) => return self.fail_internal(err),
                 };
                 self.state.record_mutation_ts(ts);
+                // A Transition must follow the response even when one covering `ts` went
+                // out before it: both clients resolve a mutation only on a Transition
+                // received after its response.
+                self.force_transition = true;
                 protocol::MutationOutcome::Success {
                     value: value.to_convex_json(),
                     ts,
@@ -944,7 +975,8 @@ impl Worker {
     fn on_session_event(&mut self, event: Result<SessionEnded, RecvError>) {
         match event {
             Ok(ended) => {
-                if self.pending_auth.is_some() && self.ended_during_auth.len() < ENDED_DURING_AUTH_MAX
+                if self.pending_auth.is_some()
+                    && self.ended_during_auth.len() < ENDED_DURING_AUTH_MAX
                 {
                     self.ended_during_auth.push(ended.session_id.clone());
                 }
@@ -956,14 +988,16 @@ impl Worker {
             }
             Err(RecvError::Lagged(missed)) => {
                 // Some ended sessions went by unseen: ask the validator about ours.
-                tracing::warn!(missed, "missed ended-session events; checking this connection's token");
+                tracing::warn!(
+                    missed,
+                    "missed ended-session events; checking this connection's token"
+                );
                 if self.current_session().is_some() {
                     if let (Some(validator), Some(token)) =
                         (self.sync.token_validator.clone(), self.token.clone())
                     {
-                        self.revalidation = Some(Box::pin(async move {
-                            validator.validate(&token).await
-                        }));
+                        self.revalidation =
+                            Some(Box::pin(async move { validator.validate(&token).await }));
                     }
                 }
             }

@@ -5,7 +5,6 @@
 
 mod support;
 
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -61,7 +60,10 @@ async fn signing_in_at_connect_confirms_the_identity_and_the_signed_in_results_t
         json!({"querySet": 0, "identity": 0, "ts": ZERO_TS})
     );
     assert_eq!(first["endVersion"]["querySet"], 1);
-    assert_eq!(first["endVersion"]["identity"], 1, "the identity is confirmed");
+    assert_eq!(
+        first["endVersion"]["identity"], 1,
+        "the identity is confirmed"
+    );
     assert_eq!(query_updated(&first, 0), Some(&json!("alice")));
     assert_eq!(
         server.executions(),
@@ -270,7 +272,10 @@ async fn every_successful_mutation_is_followed_by_a_transition_that_reaches_its_
     assert_eq!(response["success"], true);
     let commit_ts = decode_ts(response["ts"].as_str().expect("a commit timestamp"));
     let transition = client.next().await;
-    assert_eq!(transition["type"], "Transition", "a transition follows, even with no query");
+    assert_eq!(
+        transition["type"], "Transition",
+        "a transition follows, even with no query"
+    );
     assert_eq!(transition["startVersion"], first["endVersion"]);
     let end_ts = decode_ts(transition["endVersion"]["ts"].as_str().expect("ts"));
     assert!(end_ts >= commit_ts, "the transition reaches the mutation");
@@ -338,55 +343,49 @@ async fn mutations_of_one_socket_run_one_at_a_time_in_arrival_order() {
 #[tokio::test]
 async fn a_mutation_resent_with_the_same_session_and_request_id_is_applied_once() {
     let server = TestServer::start().await;
-    let mut first = RawClient::connect(&server).await;
+    // The npm client keeps its session id across sockets and resends unanswered
+    // mutations with their request ids after a reconnect.
+    let session = uuid::Uuid::new_v4().to_string();
+    let mut first = RawClient::open(&server).await;
+    first.session = session.clone();
+    first.send_connect().await;
     first
-        .mutation(7, "messages:send", json!({"body": "once"}))
+        .mutation(3, "messages:send", json!({"body": "once"}))
         .await;
-    let original = first.next_of("MutationResponse").await;
-    assert_eq!(original["success"], true);
+    let applied = first.next_of("MutationResponse").await;
+    assert_eq!(applied["success"], true);
     drop(first);
 
-    // The npm client keeps its session across sockets and resends unanswered mutations.
     let mut second = RawClient::open(&server).await;
-    second.session = {
-        // Reuse the first socket's session id.
-        let session = original["requestId"].clone();
-        let _ = session;
-        second.session.clone()
-    };
-    let session = uuid::Uuid::new_v4().to_string();
-    let mut a = RawClient::open(&server).await;
-    a.session = session.clone();
-    a.send_connect().await;
-    a.mutation(3, "messages:send", json!({"body": "resent"})).await;
-    let applied = a.next_of("MutationResponse").await;
-    drop(a);
-    let mut b = RawClient::open(&server).await;
-    b.session = session;
-    b.send_connect().await;
-    b.mutation(3, "messages:send", json!({"body": "resent"})).await;
-    let repeated = b.next_of("MutationResponse").await;
+    second.session = session;
+    second.send_connect().await;
+    second
+        .mutation(3, "messages:send", json!({"body": "once"}))
+        .await;
+    let repeated = second.next_of("MutationResponse").await;
     assert_eq!(repeated["success"], true);
     assert_eq!(
         repeated["result"], applied["result"],
-        "the stored result comes back"
+        "the stored result (the same document id) comes back"
     );
-    assert!(decode_ts(repeated["ts"].as_str().expect("ts")) >= decode_ts(applied["ts"].as_str().expect("ts")));
+    let applied_ts = decode_ts(applied["ts"].as_str().expect("ts"));
+    assert!(decode_ts(repeated["ts"].as_str().expect("ts")) >= applied_ts);
 
-    let count = server.mutate("messages:send", json!({"body": "probe"})).await;
-    let _ = count;
-    let mut reader = RawClient::connect(&server).await;
-    reader
-        .subscribe(0, &[(0, "messages:list", json!({}))])
+    // Another session with the same request id is another mutation.
+    let mut other = RawClient::connect(&server).await;
+    other
+        .mutation(3, "messages:send", json!({"body": "other"}))
         .await;
-    let list = reader.next_of("Transition").await;
+    assert_eq!(other.next_of("MutationResponse").await["success"], true);
+    other.subscribe(0, &[(0, "messages:list", json!({}))]).await;
+    let list = other.next_of("Transition").await;
     let bodies: Vec<&str> = query_updated(&list, 0)
         .and_then(Json::as_array)
         .expect("a list")
         .iter()
         .map(|m| m["body"].as_str().expect("body"))
         .collect();
-    assert_eq!(bodies, vec!["once", "resent", "probe"]);
+    assert_eq!(bodies, vec!["once", "other"]);
 }
 
 #[tokio::test]
@@ -402,6 +401,12 @@ async fn all_queries_of_a_socket_move_together_to_one_snapshot() {
             ],
         )
         .await;
+    let mut version = json!({"querySet": 0, "identity": 0, "ts": ZERO_TS});
+    let first = client.next_of("Transition").await;
+    assert_eq!(first["startVersion"], version);
+    version = first["endVersion"].clone();
+    assert_eq!(query_updated(&first, 0), Some(&json!([])));
+    assert_eq!(query_updated(&first, 1), Some(&json!(0.0)));
     let writer = {
         let server = server.clone();
         tokio::spawn(async move {
@@ -412,12 +417,14 @@ async fn all_queries_of_a_socket_move_together_to_one_snapshot() {
             }
         })
     };
-    let mut version = json!({"querySet": 0, "identity": 0, "ts": ZERO_TS});
-    let (mut list_len, mut count) = (None, None);
+    let (mut list_len, mut count) = (Some(0.0), Some(0.0));
     let mut transitions = 0;
     while count != Some(25.0) {
         let transition = client.next_of("Transition").await;
-        assert_eq!(transition["startVersion"], version, "transitions chain exactly");
+        assert_eq!(
+            transition["startVersion"], version,
+            "transitions chain exactly"
+        );
         version = transition["endVersion"].clone();
         if let Some(list) = query_updated(&transition, 0) {
             list_len = Some(list.as_array().expect("a list").len() as f64);
@@ -432,7 +439,7 @@ async fn all_queries_of_a_socket_move_together_to_one_snapshot() {
         transitions += 1;
     }
     writer.await.expect("the writer finishes");
-    assert!(transitions >= 2);
+    assert!(transitions >= 1);
 }
 
 // ------------------------------------------------------------------------------------
@@ -479,10 +486,17 @@ async fn a_thousand_subscriptions_to_one_query_run_it_once_per_write() {
     }
     for query in &mut live {
         let update = query.next().await.expect("the new result");
-        assert_eq!(update.result.outcome().ok().map(|v| &v[0]["body"]), Some(&json!("to everyone")));
+        assert_eq!(
+            update.result.outcome().ok().map(|v| &v[0]["body"]),
+            Some(&json!("to everyone"))
+        );
     }
     let after = manager.metrics();
-    assert_eq!(after.executions - before.executions, 1, "one write, one run");
+    assert_eq!(
+        after.executions - before.executions,
+        1,
+        "one write, one run"
+    );
     assert_eq!(after.reruns, 1);
     assert_eq!(after.pinned_executions, 0);
 }
@@ -535,7 +549,10 @@ async fn requests_over_the_in_flight_limits_fail_with_a_message_naming_the_limit
     assert_eq!(refused["success"], false);
     let text = refused["result"].as_str().expect("a message");
     assert!(text.contains("Too many actions"), "{text}");
-    assert!(text.contains("CONFLUX_SYNC_MAX_INFLIGHT_ACTIONS_COUNT"), "{text}");
+    assert!(
+        text.contains("CONFLUX_SYNC_MAX_INFLIGHT_ACTIONS_COUNT"),
+        "{text}"
+    );
     let finished = client.next_of("ActionResponse").await;
     assert_eq!(finished["requestId"], 0);
     assert_eq!(finished["result"], "slept");
@@ -585,7 +602,11 @@ async fn an_idle_socket_gets_pings_and_a_silent_client_is_dropped() {
         server.sync.metrics().clients_timed_out == 1
     })
     .await;
-    assert_eq!(server.sync.metrics().open_sockets, 1, "the idle client stays");
+    assert_eq!(
+        server.sync.metrics().open_sockets,
+        1,
+        "the idle client stays"
+    );
 }
 
 #[tokio::test]
@@ -597,7 +618,8 @@ async fn the_sync_path_must_carry_a_version_and_an_upgrade() {
             let mut stream = tokio::net::TcpStream::connect(&addr)
                 .await
                 .expect("connect");
-            let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+            let request =
+                format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
             stream.write_all(request.as_bytes()).await.expect("write");
             let mut response = String::new();
             stream.read_to_string(&mut response).await.expect("read");
@@ -606,12 +628,21 @@ async fn the_sync_path_must_carry_a_version_and_an_upgrade() {
     };
     let response = get("/api/latest/sync").await;
     assert!(response.starts_with("HTTP/1.1 400"), "{response}");
-    assert!(response.contains("\"code\":\"InvalidVersion\""), "{response}");
-    assert!(response.contains("expected a semantic version"), "{response}");
+    assert!(
+        response.contains("\"code\":\"InvalidVersion\""),
+        "{response}"
+    );
+    assert!(
+        response.contains("expected a semantic version"),
+        "{response}"
+    );
 
     let response = get("/api/1.48.0/sync").await;
     assert!(response.starts_with("HTTP/1.1 400"), "{response}");
-    assert!(response.contains("only accepts WebSocket upgrades"), "{response}");
+    assert!(
+        response.contains("only accepts WebSocket upgrades"),
+        "{response}"
+    );
 
     // Both spellings upgrade.
     let mut rust_path = RawClient::open_path(&server, "/api/sync").await;
@@ -654,7 +685,10 @@ async fn hostile_frames_get_a_clear_fatal_error_and_the_server_keeps_serving() {
     let cases = vec![
         Hostile {
             name: "invalid JSON",
-            frames: vec![connect_frame(), Message::Text(r#"{"type": "Mutation", "#.into())],
+            frames: vec![
+                connect_frame(),
+                Message::Text(r#"{"type": "Mutation", "#.into()),
+            ],
             expect: "not valid JSON",
         },
         Hostile {
@@ -666,8 +700,10 @@ async fn hostile_frames_get_a_clear_fatal_error_and_the_server_keeps_serving() {
             name: "wrong field type",
             frames: vec![
                 connect_frame(),
-                text(json!({"type": "ModifyQuerySet", "baseVersion": 0, "newVersion": 1,
-                    "modifications": [{"type": "Add", "queryId": "zero", "udfPath": "messages:list", "args": [{}]}]})),
+                text(
+                    json!({"type": "ModifyQuerySet", "baseVersion": 0, "newVersion": 1,
+                    "modifications": [{"type": "Add", "queryId": "zero", "udfPath": "messages:list", "args": [{}]}]}),
+                ),
             ],
             expect: "modifications[0].queryId: expected an unsigned 32-bit integer",
         },
@@ -675,13 +711,17 @@ async fn hostile_frames_get_a_clear_fatal_error_and_the_server_keeps_serving() {
             name: "arguments that are not one object",
             frames: vec![
                 connect_frame(),
-                text(json!({"type": "Mutation", "requestId": 0, "udfPath": "messages:send", "args": [1, 2]})),
+                text(
+                    json!({"type": "Mutation", "requestId": 0, "udfPath": "messages:send", "args": [1, 2]}),
+                ),
             ],
             expect: "args",
         },
         Hostile {
             name: "a message before Connect",
-            frames: vec![text(json!({"type": "Mutation", "requestId": 0, "udfPath": "messages:send", "args": [{"body": "x"}]}))],
+            frames: vec![text(
+                json!({"type": "Mutation", "requestId": 0, "udfPath": "messages:send", "args": [{"body": "x"}]}),
+            )],
             expect: "must be Connect",
         },
         Hostile {
@@ -693,7 +733,9 @@ async fn hostile_frames_get_a_clear_fatal_error_and_the_server_keeps_serving() {
             name: "a query-set base version from the future",
             frames: vec![
                 connect_frame(),
-                text(json!({"type": "ModifyQuerySet", "baseVersion": 5, "newVersion": 6, "modifications": []})),
+                text(
+                    json!({"type": "ModifyQuerySet", "baseVersion": 5, "newVersion": 6, "modifications": []}),
+                ),
             ],
             expect: "Base version 5 passed up doesn't match the current version 0",
         },
@@ -701,7 +743,9 @@ async fn hostile_frames_get_a_clear_fatal_error_and_the_server_keeps_serving() {
             name: "a query-set version that does not move forward",
             frames: vec![
                 connect_frame(),
-                text(json!({"type": "ModifyQuerySet", "baseVersion": 0, "newVersion": 0, "modifications": []})),
+                text(
+                    json!({"type": "ModifyQuerySet", "baseVersion": 0, "newVersion": 0, "modifications": []}),
+                ),
             ],
             expect: "must be greater than baseVersion",
         },
@@ -709,8 +753,10 @@ async fn hostile_frames_get_a_clear_fatal_error_and_the_server_keeps_serving() {
             name: "removing a query that is not there",
             frames: vec![
                 connect_frame(),
-                text(json!({"type": "ModifyQuerySet", "baseVersion": 0, "newVersion": 1,
-                    "modifications": [{"type": "Remove", "queryId": 9}]})),
+                text(
+                    json!({"type": "ModifyQuerySet", "baseVersion": 0, "newVersion": 1,
+                    "modifications": [{"type": "Remove", "queryId": 9}]}),
+                ),
             ],
             expect: "query id 9 is not in the query set",
         },
@@ -720,7 +766,8 @@ async fn hostile_frames_get_a_clear_fatal_error_and_the_server_keeps_serving() {
                 connect_frame(),
                 text(json!({"type": "Authenticate", "tokenType": "None", "baseVersion": 3})),
             ],
-            expect: "Base identity version 3 passed up doesn't match the current identity version 0",
+            expect:
+                "Base identity version 3 passed up doesn't match the current identity version 0",
         },
         Hostile {
             name: "a binary frame",
@@ -736,7 +783,9 @@ async fn hostile_frames_get_a_clear_fatal_error_and_the_server_keeps_serving() {
             name: "10,000 subscriptions in one message",
             frames: vec![
                 connect_frame(),
-                text(json!({"type": "ModifyQuerySet", "baseVersion": 0, "newVersion": 1, "modifications": many})),
+                text(
+                    json!({"type": "ModifyQuerySet", "baseVersion": 0, "newVersion": 1, "modifications": many}),
+                ),
             ],
             expect: "more than 1024 queries",
         },
@@ -750,7 +799,12 @@ async fn hostile_frames_get_a_clear_fatal_error_and_the_server_keeps_serving() {
         let mut seen = Vec::new();
         let ending = client.ending(&mut seen).await;
         let fatal: Vec<&Json> = seen.iter().filter(|m| m["type"] == "FatalError").collect();
-        assert_eq!(fatal.len(), 1, "{}: one FatalError, got {seen:?}", case.name);
+        assert_eq!(
+            fatal.len(),
+            1,
+            "{}: one FatalError, got {seen:?}",
+            case.name
+        );
         let error = fatal[0]["error"].as_str().expect("error text");
         assert!(
             error.contains(case.expect),
@@ -758,15 +812,22 @@ async fn hostile_frames_get_a_clear_fatal_error_and_the_server_keeps_serving() {
             case.name,
             case.expect
         );
-        assert_eq!(ending, Ending::Closed(None), "{}: closed without a code", case.name);
+        assert_eq!(
+            ending,
+            Ending::Closed(None),
+            "{}: closed without a code",
+            case.name
+        );
     }
     let metrics = server.sync.metrics();
     assert_eq!(metrics.fatal_errors, count);
-    assert_eq!(metrics.subscriptions.executions, 0, "no hostile frame ran a query");
+    assert_eq!(
+        metrics.subscriptions.executions, 0,
+        "no hostile frame ran a query"
+    );
 
     let mut fine = RawClient::connect(&server).await;
-    fine.subscribe(0, &[(0, "messages:count", json!({}))])
-        .await;
+    fine.subscribe(0, &[(0, "messages:count", json!({}))]).await;
     assert_eq!(
         query_updated(&fine.next_of("Transition").await, 0),
         Some(&json!(0.0))
@@ -777,8 +838,13 @@ async fn hostile_frames_get_a_clear_fatal_error_and_the_server_keeps_serving() {
 // A client that never reads
 // ------------------------------------------------------------------------------------
 
-/// A socket with a tiny receive buffer whose owner never reads after subscribing.
-async fn slow_reader(server: &TestServer, padding: usize) -> impl Drop {
+/// A socket with a tiny receive buffer whose owner subscribes to a large result and then
+/// never reads.
+async fn slow_reader(
+    server: &TestServer,
+    padding: usize,
+) -> tokio_tungstenite::WebSocketStream<tokio::net::TcpStream> {
+    use futures::SinkExt;
     let socket = tokio::net::TcpSocket::new_v4().expect("a socket");
     socket
         .set_recv_buffer_size(4096)
@@ -792,7 +858,6 @@ async fn slow_reader(server: &TestServer, padding: usize) -> impl Drop {
     let (mut ws, _) = tokio_tungstenite::client_async(server.ws_url("/api/1.48.0/sync"), stream)
         .await
         .expect("the upgrade succeeds");
-    use futures::SinkExt;
     let messages = [
         json!({"type": "Connect", "sessionId": uuid::Uuid::new_v4().to_string(),
                "connectionCount": 0, "lastCloseReason": "InitialConnect"}),
@@ -805,11 +870,7 @@ async fn slow_reader(server: &TestServer, padding: usize) -> impl Drop {
             .await
             .expect("sent");
     }
-    struct Holder(#[allow(dead_code)] tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>);
-    impl Drop for Holder {
-        fn drop(&mut self) {}
-    }
-    Holder(ws)
+    ws
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -858,8 +919,24 @@ async fn a_client_that_never_reads_neither_slows_the_others_nor_grows_the_server
         "100 clients got every update, the slowest round took {slowest:?}"
     );
 
-    eventually("the client that never reads is disconnected", || {
-        server.sync.metrics().slow_clients_disconnected == 1
+    // Keep writing until the slow client's kernel buffers are full and its writer has
+    // waited past the slow-client timeout.
+    let deadline = Instant::now() + PATIENCE;
+    let mut n = 12;
+    while server.sync.metrics().slow_clients_disconnected == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the client that never reads was not disconnected: {:?}",
+            server.sync.metrics()
+        );
+        n += 1;
+        server
+            .mutate("messages:send", json!({"body": format!("m{n}")}))
+            .await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    eventually("the slow socket is closed", || {
+        server.sync.metrics().open_sockets == 100
     })
     .await;
     let metrics = server.sync.metrics();
@@ -881,6 +958,4 @@ async fn a_client_that_never_reads_neither_slows_the_others_nor_grows_the_server
         metrics.coalesced_updates >= 1,
         "the slow client's updates were coalesced: {metrics:?}"
     );
-    assert_eq!(metrics.open_sockets, 100);
-    let _ = Ordering::SeqCst;
 }

@@ -182,6 +182,15 @@ pub mod v {
         Validator::Union(variants.into_iter().collect())
     }
 
+    /// A required object field, for mixing with [`optional`] in one [`object`]:
+    /// `v::object([("body", v::required(v::string())), ("channel", v::optional(v::string()))])`.
+    pub fn required(validator: Validator) -> FieldValidator {
+        FieldValidator {
+            validator,
+            optional: false,
+        }
+    }
+
     /// `args: {}`: a function that takes no arguments.
     pub fn no_args() -> Validator {
         Validator::Object(Default::default())

@@ -33,10 +33,7 @@ pub fn parse_client_message(text: &str) -> Result<ClientMessage> {
 
 /// [`parse_client_message`] with an explicit size limit in bytes (a server configured
 /// with its own limit uses this).
-pub fn parse_client_message_with_limit(
-    text: &str,
-    max_bytes: usize,
-) -> Result<ClientMessage> {
+pub fn parse_client_message_with_limit(text: &str, max_bytes: usize) -> Result<ClientMessage> {
     if text.len() > max_bytes {
         return Err(Error::new(
             ErrorCode::LimitExceeded,
