@@ -77,3 +77,8 @@ impl App {
         server::start(self, config).await
     }
 }
+
+/// The README's code sample is compiled as a doctest, so it cannot drift from the API.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;

@@ -363,3 +363,51 @@ async fn dev_mode_generates_a_key_pair_once_and_production_requires_one() {
         jwks_only.message()
     );
 }
+
+#[tokio::test]
+async fn sessions_ended_by_app_code_or_by_an_administrator_end_everywhere() {
+    let stack = Stack::start(Options::default()).await;
+    let mut events = stack.validator.session_events().expect("session events");
+    let mut browser = Browser::new();
+
+    // App code calls auth:store {type: "signOut"} itself: announced after its commit.
+    let (token, _) = sign_in_with_google(&stack, &mut browser).await;
+    let session = stack
+        .validate(&token)
+        .await
+        .expect("valid")
+        .session_id
+        .expect("a session");
+    let (status, body) = stack
+        .call("action", "app:signOutThroughStore", json!({}), Some(&token))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["value"]["sessionId"], json!(session));
+    assert!(session_ended_within(&mut events, &session, Duration::from_millis(100)).await);
+    assert_eq!(
+        stack.validate(&token).await.expect_err("ended").code(),
+        ErrorCode::SessionEnded
+    );
+
+    // An administrator ends every session of a user (two devices).
+    let (first, _) = sign_in_with_google(&stack, &mut browser).await;
+    let mut phone = Browser::new();
+    let (second, _) = sign_in_with_google(&stack, &mut phone).await;
+    let user = stack.validate(&first).await.expect("valid");
+    let user_id = user
+        .subject
+        .split_once('|')
+        .map(|(u, _)| u.to_owned())
+        .expect("userId|sessionId");
+    stack
+        .auth
+        .end_sessions_of_user(&user_id)
+        .await
+        .expect("sessions ended");
+    for token in [first, second] {
+        assert_eq!(
+            stack.validate(&token).await.expect_err("ended").code(),
+            ErrorCode::SessionEnded
+        );
+    }
+}

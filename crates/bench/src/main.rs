@@ -143,7 +143,6 @@ async fn run(args: Args) -> Result<()> {
     let ctx = Context {
         profile,
         peers: Peers { pocketbase, surreal },
-        root,
         started,
     };
 

@@ -147,11 +147,6 @@ where
     table
 }
 
-/// `0.412` style milliseconds of a latency field, or `n/a`.
-pub fn ms_or_na(value: Option<u64>) -> String {
-    value.map(ms).unwrap_or_else(|| "n/a".into())
-}
-
 /// CPU seconds per 1,000 with three significant digits.
 pub fn cpu_cell(value: Option<f64>) -> String {
     match value {

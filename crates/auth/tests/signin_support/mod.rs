@@ -113,6 +113,21 @@ fn app_functions() -> Registry {
             Ok(ctx.db().get(&id)?.map_or(Value::Null, |doc| doc.to_value()))
         })
         .expect("users:viewer registers");
+    // App code ending the caller's session through `auth:store` itself, as Convex Auth's
+    // server helpers do.
+    registry
+        .action(
+            "app:signOutThroughStore",
+            v::no_args(),
+            |ctx, _args| async move {
+                let mut operation = conflux_functions::Object::new();
+                operation.insert("type".into(), Value::from("signOut"))?;
+                let mut args = conflux_functions::Object::new();
+                args.insert("args".into(), Value::Object(operation))?;
+                ctx.run_mutation("auth:store", args).await
+            },
+        )
+        .expect("app:signOutThroughStore registers");
     registry
 }
 

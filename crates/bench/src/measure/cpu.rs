@@ -48,15 +48,6 @@ impl CpuScope {
             CpuScope::Process(pid) => process_seconds(&pid.to_string()),
         }
     }
-
-    /// How the tables describe this scope.
-    pub fn describe(&self) -> &'static str {
-        match self {
-            CpuScope::OwnProcess => "whole process (app, database and subscribers)",
-            CpuScope::OwnProcessWithoutClient => "server threads (load client excluded)",
-            CpuScope::Process(_) => "server process",
-        }
-    }
 }
 
 /// `utime + stime` of `/proc/<pid>/stat`, in seconds.

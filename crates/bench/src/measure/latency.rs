@@ -131,15 +131,6 @@ impl RunResult {
         let cpu = self.cpu_seconds?;
         (self.delivered > 0).then(|| cpu * 1000.0 / self.delivered as f64)
     }
-
-    /// Deliveries per second over the run.
-    pub fn throughput(&self) -> f64 {
-        if self.seconds > 0.0 {
-            self.delivered as f64 / self.seconds
-        } else {
-            0.0
-        }
-    }
 }
 
 /// The runs of one configuration.

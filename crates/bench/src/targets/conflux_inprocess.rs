@@ -47,10 +47,6 @@ impl ConfluxInProcess {
         })
     }
 
-    /// The shared live queries.
-    pub fn manager(&self) -> &Arc<SubscriptionManager> {
-        &self.manager
-    }
 }
 
 fn list_args(channel: &str, limit: usize) -> Result<Object> {

@@ -80,10 +80,6 @@ impl ConfluxWs {
         &self.url
     }
 
-    /// The function runner (for seeding).
-    pub fn runner(&self) -> &FunctionRunner {
-        &self.runner
-    }
 }
 
 /// The arguments of the list query.

@@ -175,12 +175,3 @@ fn into_run(run: ScriptRun) -> RunResult {
     }
 }
 
-/// How SurrealDB is labelled in the tables (for ratios).
-pub fn transport() -> Transport {
-    Transport::InProcess
-}
-
-/// The system tag.
-pub fn system() -> System {
-    System::Surreal
-}

@@ -319,10 +319,6 @@ impl SyncClient {
         .await
     }
 
-    /// Server messages this connection could not parse.
-    pub fn parse_errors(&self) -> u64 {
-        self.shared.parse_errors.load(Ordering::Relaxed)
-    }
 }
 
 fn handle_frame(shared: &Shared, text: &str) {

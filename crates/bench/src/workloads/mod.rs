@@ -101,8 +101,6 @@ pub struct Context {
     pub profile: Profile,
     /// The peers.
     pub peers: Peers,
-    /// The repository root.
-    pub root: PathBuf,
     /// When the invocation started.
     pub started: Instant,
 }
