@@ -410,3 +410,49 @@ async fn an_unverified_email_never_takes_over_an_existing_user() {
         "a verified email links to the existing user"
     );
 }
+
+#[tokio::test]
+async fn a_callback_posted_as_a_form_completes_the_sign_in() {
+    let stack = Stack::start(Options::default()).await;
+    let mut browser = Browser::new();
+    let (verifier, callback) = up_to_callback(&stack, &mut browser, json!({})).await;
+    // Providers using response_mode=form_post (Apple) make the browser POST the response.
+    let fields = query_of(&callback);
+    let form: Vec<(&str, &str)> = fields
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    let landed = browser
+        .post_form(&stack.site("/api/auth/callback/google"), &form)
+        .await;
+    assert_eq!(landed.status, 302, "{}", landed.body);
+    let code = query_of(&landed.location_url())
+        .get("code")
+        .cloned()
+        .expect("a code");
+    let value = stack
+        .sign_in_action(
+            json!({"params": {"code": code}, "verifier": verifier}),
+            None,
+        )
+        .await;
+    tokens_of(&value);
+}
+
+#[tokio::test]
+async fn a_provider_that_is_down_sends_the_user_back_with_an_error() {
+    let stack = Stack::start(Options::default()).await;
+    stack.provider.set_down(true);
+    let (redirect, _) = start_google(&stack, json!({"redirectTo": "/welcome"}), None).await;
+    let mut browser = Browser::new();
+    let hop = browser.get(&redirect).await;
+    assert_eq!(hop.status, 302, "{}", hop.body);
+    let landing = hop.location_url();
+    assert_eq!(landing.origin().ascii_serialization(), SITE_URL);
+    assert_eq!(landing.path(), "/welcome");
+    assert_eq!(
+        query_of(&landing).get("error").map(String::as_str),
+        Some("OAuthProviderError")
+    );
+    assert!(hop.set_cookies.is_empty(), "no sign-in was started");
+}

@@ -11,7 +11,7 @@ use std::path::Path;
 
 use conflux_common::{Error, Result};
 
-use crate::measure::latency::{ms, RunResult, RunSet};
+use crate::measure::latency::{RunResult, RunSet};
 use crate::targets::{System, TargetInfo, Transport};
 
 /// A Markdown table.

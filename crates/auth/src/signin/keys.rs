@@ -484,7 +484,12 @@ mod tests {
         assert!(spaced.starts_with(PKCS8_BEGIN) && !spaced.contains('\n'));
         let from_spaces = SigningKeys::from_private_key_env(&spaced)?;
         from_spaces.check_jwks(&keys.jwks_json())?;
-        let escaped = format!("\"{}\"", spaced.replace(' ', "\\n"));
+        // A .env file with the PEM's newlines written as `\n`, in quotes.
+        let pem = keys
+            .private
+            .to_pkcs8_pem(LineEnding::LF)
+            .map_err(|err| Error::internal(err.to_string()))?;
+        let escaped = format!("\"{}\"", pem.trim_end().replace('\n', "\\n"));
         SigningKeys::from_private_key_env(&escaped)?.check_jwks(&keys.jwks_json())?;
         Ok(())
     }
