@@ -92,12 +92,12 @@ async function notify() {
     const start = performance.now() + 5;
     for (let seq = bounds[r]; seq < bounds[r + 1]; seq++) {
       const due = start + (seq - bounds[r]) * interval;
-      const wait = due - performance.now();
-      if (wait > 0) await sleep(wait);
+      // setTimeout may fire up to a millisecond early: never send before the schedule.
+      while (performance.now() < due) await sleep(Math.max(1, Math.ceil(due - performance.now())));
       const scheduledUs = due * 1000;
       const doc = message(spec.write_channels[seq], seq, scheduledUs, spec.size);
       db.query("CREATE messages CONTENT $doc RETURN NONE", { doc }).then(
-        () => runs[r].acks.push(Math.round(nowUs() - scheduledUs)),
+        () => runs[r].acks.push(Math.max(0, Math.round(nowUs() - scheduledUs))),
         () => runs[r].failed++,
       );
     }

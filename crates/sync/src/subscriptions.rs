@@ -557,6 +557,10 @@ fn failure_result(
 
 /// The driver of one entry: run, publish, wait for the invalidation, run again.
 async fn drive(inner: Weak<Inner>, entry: Arc<Entry>) {
+    let mut commits = match inner.upgrade() {
+        Some(manager) => manager.runner.database().commit_watch(),
+        None => return,
+    };
     let mut first = true;
     loop {
         let Some(manager) = inner.upgrade() else {
@@ -602,7 +606,18 @@ async fn drive(inner: Weak<Inner>, entry: Arc<Entry>) {
             // Nothing was read (e.g. an unknown function): the result never changes.
             return;
         };
-        if subscription.invalidated().await.is_none() {
+        let Some(invalidated_at) = subscription.invalidated().await else {
+            close_entry(&entry, database_closed());
+            return;
+        };
+        // The committer appends a commit to the write log just before it publishes it, so
+        // a subscription can fire for a commit that new snapshots cannot see yet. Re-run
+        // only once it is visible; otherwise the re-run would read the old data again.
+        if commits
+            .wait_for(|published| *published >= invalidated_at)
+            .await
+            .is_err()
+        {
             close_entry(&entry, database_closed());
             return;
         }

@@ -135,6 +135,14 @@ fn check_module(path: &str, module: &str) -> Result<()> {
             ));
         }
     }
+    // `.js` is dropped once, so a module still ending in `.js` (the file `.js.js`) would
+    // canonicalize to a path that loses another `.js`, and no longer parses, when read again.
+    if module.ends_with(".js") {
+        return Err(invalid(
+            path,
+            "the module file is named only `.js` once its `.js` suffix is dropped",
+        ));
+    }
     // The file name may carry no extension other than the `.js` already removed (the
     // reference server rejects `messages.ts:list`). A leading dot is not an extension.
     if let Some(file) = components.last() {
@@ -252,6 +260,27 @@ mod tests {
                 err.message().contains(&format!("{path:?}")),
                 "{}",
                 err.message()
+            );
+        }
+    }
+
+    #[test]
+    fn a_canonical_path_parses_again_to_itself() {
+        // Found by fuzzing: `.js.js:f` canonicalized to `.js:f`, which does not parse.
+        for path in [".js.js:f", "dir/.js.js:f", ".js.js"] {
+            let err = UdfPath::parse(path).expect_err(path);
+            assert!(
+                err.message().contains("named only `.js`"),
+                "{}",
+                err.message()
+            );
+        }
+        for path in [".hidden.js:f", "dir/.env:f", "a.js", "a_.js:x", "js.js:f"] {
+            let once = canonical(path);
+            assert_eq!(
+                canonical(&once),
+                once,
+                "{path:?} → {once:?} is not a fixed point"
             );
         }
     }

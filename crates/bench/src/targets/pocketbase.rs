@@ -144,9 +144,16 @@ impl PocketBase {
             child: Mutex::new(None),
             pid: Mutex::new(0),
         };
-        pocketbase.spawn_server().await?;
-        pocketbase.authenticate().await?;
-        pocketbase.create_collections().await?;
+        let prepared = async {
+            pocketbase.spawn_server().await?;
+            pocketbase.authenticate().await?;
+            pocketbase.create_collections().await
+        };
+        if let Err(err) = prepared.await {
+            let log = std::fs::read_to_string(pocketbase.dir.path().join("serve.log")).unwrap_or_default();
+            pocketbase.kill().await;
+            return Err(err.context(format!("PocketBase's log: {}", tail(&log))));
+        }
         Ok(pocketbase)
     }
 
@@ -229,6 +236,7 @@ impl PocketBase {
                     {"name": "t", "type": "number"},
                     {"name": "author", "type": "text"},
                     {"name": "body", "type": "text", "max": 100000},
+                    {"name": "created", "type": "autodate", "onCreate": true},
                 ],
                 "indexes": ["CREATE INDEX idx_messages_channel ON messages (channel)"],
                 "listRule": "", "viewRule": "", "createRule": "",
