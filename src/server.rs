@@ -31,6 +31,8 @@ pub struct Server {
     runner: FunctionRunner,
     sync: conflux_sync::SyncState,
     data_dir: PathBuf,
+    sign_in: Option<Vec<String>>,
+    web_app: Option<PathBuf>,
 }
 
 impl Server {
@@ -64,6 +66,17 @@ impl Server {
     /// The data folder.
     pub fn data_dir(&self) -> &std::path::Path {
         &self.data_dir
+    }
+
+    /// The sign-in providers users can sign in with (`["google"]`), or `None` when the
+    /// built-in sign-in is not installed.
+    pub fn sign_in_providers(&self) -> Option<&[String]> {
+        self.sign_in.as_deref()
+    }
+
+    /// The folder of the built web front-end served on the site origin, if one is served.
+    pub fn web_app_dir(&self) -> Option<&std::path::Path> {
+        self.web_app.as_deref()
     }
 
     /// Stop accepting, close the sync connections and finish in-flight requests (up to the
@@ -176,7 +189,8 @@ fn build_validator(
 fn planned_origins(config: &ServeConfig) -> Origins {
     let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
     Origins::new(
-        env("CONVEX_CLOUD_URL").unwrap_or_else(|| format!("http://{}:{}", config.host, config.port)),
+        env("CONVEX_CLOUD_URL")
+            .unwrap_or_else(|| format!("http://{}:{}", config.host, config.port)),
         env("CONVEX_SITE_URL")
             .unwrap_or_else(|| format!("http://{}:{}", config.host, config.site_port)),
     )
@@ -189,18 +203,64 @@ fn data_dir_of(app: &App, config: &ServeConfig) -> PathBuf {
         .unwrap_or_else(|| default_data_dir(&app.name))
 }
 
+/// What `routes` prints: every HTTP route, the origins it answers on, and the built web
+/// front-end when one is served.
+pub(crate) struct RoutePlan {
+    /// The routes, sorted by path.
+    pub routes: Vec<conflux_http::RouteInfo>,
+    /// The origins a server started with the same configuration would have.
+    pub origins: Origins,
+    /// The folder of the built front-end, when it exists.
+    pub web_app: Option<PathBuf>,
+    /// The configured sign-in providers.
+    pub providers: Vec<String>,
+}
+
 /// Every HTTP route of the app with its origin, as `routes` prints them.
-pub(crate) fn plan_routes(
-    mut app: App,
-    config: &ServeConfig,
-) -> Result<Vec<conflux_http::RouteInfo>> {
+pub(crate) fn plan_routes(mut app: App, config: &ServeConfig) -> Result<RoutePlan> {
     app.take_errors()?;
     let data_dir = data_dir_of(&app, config);
     let origins = planned_origins(config);
     let dev_mode = config.dev.unwrap_or(app.dev_default);
     let prepared = prepare_auth(&mut app, &data_dir, &origins, dev_mode)?;
+    let web_app = app
+        .static_dir
+        .clone()
+        .filter(|dir| dir.join("index.html").is_file());
+    let providers = prepared.configured_providers.clone();
     let router = app.build_router(prepared.extra_sets)?.build()?;
-    Ok(router.routes())
+    Ok(RoutePlan {
+        routes: router.routes(),
+        origins,
+        web_app,
+        providers,
+    })
+}
+
+/// Every function of the app, the built-in sign-in's included, sorted by name, as
+/// `functions` prints them.
+pub(crate) fn plan_functions(
+    mut app: App,
+    config: &ServeConfig,
+) -> Result<
+    Vec<(
+        String,
+        conflux_functions::FunctionKind,
+        conflux_functions::Visibility,
+    )>,
+> {
+    app.take_errors()?;
+    let data_dir = data_dir_of(&app, config);
+    let origins = planned_origins(config);
+    let dev_mode = config.dev.unwrap_or(app.dev_default);
+    prepare_auth(&mut app, &data_dir, &origins, dev_mode)?;
+    let mut functions: Vec<_> = app
+        .registry
+        .iter()
+        .map(|def| (def.path.to_string(), def.kind(), def.visibility))
+        .collect();
+    functions.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(functions)
 }
 
 /// Decode `token` and run every validation step against the app's providers and our own
@@ -246,8 +306,12 @@ pub(crate) async fn start(mut app: App, config: &ServeConfig) -> Result<Server> 
         client_port: config.port,
         site_port: config.site_port,
         dev_mode,
-        site_origin: std::env::var("CONVEX_SITE_URL").ok().filter(|s| !s.is_empty()),
-        client_origin: std::env::var("CONVEX_CLOUD_URL").ok().filter(|s| !s.is_empty()),
+        site_origin: std::env::var("CONVEX_SITE_URL")
+            .ok()
+            .filter(|s| !s.is_empty()),
+        client_origin: std::env::var("CONVEX_CLOUD_URL")
+            .ok()
+            .filter(|s| !s.is_empty()),
         ..ServerConfig::default()
     };
     let bound = conflux_http::bind(http_config).await?;
@@ -265,8 +329,12 @@ pub(crate) async fn start(mut app: App, config: &ServeConfig) -> Result<Server> 
         mut extra_sets,
         configured_providers,
     } = prepare_auth(&mut app, &data_dir, &origins, dev_mode)?;
-    let validator: Option<Arc<dyn TokenValidator>> = build_validator(auth_config, installed_auth.as_ref())?
-        .map(|validator| Arc::new(validator) as Arc<dyn TokenValidator>);
+    let sign_in = installed_auth
+        .as_ref()
+        .map(|_| configured_providers.clone());
+    let validator: Option<Arc<dyn TokenValidator>> =
+        build_validator(auth_config, installed_auth.as_ref())?
+            .map(|validator| Arc::new(validator) as Arc<dyn TokenValidator>);
 
     let mut env = app.env.clone();
     env.insert("CONVEX_CLOUD_URL".into(), origins.client.clone());
@@ -287,8 +355,10 @@ pub(crate) async fn start(mut app: App, config: &ServeConfig) -> Result<Server> 
 
     // The site: the app's HTTP actions, mounted sets, and the built front-end last.
     let static_router: Arc<OnceLock<Arc<HttpRouter>>> = Arc::new(OnceLock::new());
+    let mut web_app = None;
     if let Some(dir) = app.static_dir.clone() {
         if dir.join("index.html").is_file() {
+            web_app = Some(dir.clone());
             extra_sets.push(Box::new(static_files(StaticSite {
                 dir,
                 router: static_router.clone(),
@@ -333,6 +403,8 @@ pub(crate) async fn start(mut app: App, config: &ServeConfig) -> Result<Server> 
         runner,
         sync,
         data_dir,
+        sign_in,
+        web_app,
     })
 }
 
@@ -385,11 +457,11 @@ fn static_files(site: StaticSite) -> NamedRoutes {
                     "siteUrl": origins.site,
                     "providers": providers,
                 });
-                return Ok(http::Response::builder()
+                return http::Response::builder()
                     .header(http::header::CONTENT_TYPE, "application/json")
                     .header(http::header::CACHE_CONTROL, "no-store")
                     .body(Bytes::from(body.to_string()))
-                    .map_err(Error::internal)?);
+                    .map_err(Error::internal);
             }
             if path.starts_with("/api/") || path.starts_with("/.well-known/") {
                 let explanation = match router.get() {
@@ -404,14 +476,16 @@ fn static_files(site: StaticSite) -> NamedRoutes {
                 } else {
                     conflux_http::NO_MATCHING_ROUTES.to_string()
                 };
-                return Ok(http::Response::builder()
+                return http::Response::builder()
                     .status(404)
                     .header(http::header::CONTENT_TYPE, conflux_http::TEXT_PLAIN_UTF8)
                     .body(Bytes::from(body))
-                    .map_err(Error::internal)?);
+                    .map_err(Error::internal);
             }
             let relative = path.trim_start_matches('/');
-            let safe = !relative.split('/').any(|part| part == ".." || part.starts_with('.'));
+            let safe = !relative
+                .split('/')
+                .any(|part| part == ".." || part.starts_with('.'));
             let candidate = dir.join(relative);
             let file = if safe && !relative.is_empty() && candidate.is_file() {
                 candidate
@@ -426,12 +500,15 @@ fn static_files(site: StaticSite) -> NamedRoutes {
             } else {
                 "public, max-age=3600"
             };
-            Ok(http::Response::builder()
+            http::Response::builder()
                 .header(http::header::CONTENT_TYPE, content_type(&file))
                 .header(http::header::CACHE_CONTROL, cache)
                 .body(Bytes::from(bytes))
-                .map_err(Error::internal)?)
+                .map_err(Error::internal)
         }
     });
-    NamedRoutes::new("static files", vec![Route::path_prefix(RouteMethod::Get, "/", serve)])
+    NamedRoutes::new(
+        "static files",
+        vec![Route::path_prefix(RouteMethod::Get, "/", serve)],
+    )
 }

@@ -46,7 +46,7 @@ pub fn export(db: &Database, out: &mut dyn Write, progress: &mut dyn FnMut(u64))
                 if let Some(map) = line.as_object_mut() {
                     map.insert("_table".into(), serde_json::Value::String(table.clone()));
                 }
-                serde_json::to_writer(&mut *out, &line).map_err(|e| Error::internal(e))?;
+                serde_json::to_writer(&mut *out, &line).map_err(Error::internal)?;
                 out.write_all(b"\n")
                     .map_err(|e| io_error("could not write the export", e))?;
                 written += 1;
