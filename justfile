@@ -15,3 +15,8 @@ clippy:
 # Format every crate.
 fmt:
     cargo fmt --all
+
+# Run the fuzz targets (all, or the ones named) for `seconds` each; fails on a crash.
+# See fuzz/README.md. Example: `just fuzz 600 jwt_token`.
+fuzz seconds="60" *targets:
+    fuzz/run.sh {{seconds}} {{targets}}

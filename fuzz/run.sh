@@ -115,5 +115,5 @@ if [[ $failed -gt 0 ]]; then
         echo "   $failure"
     done
 fi
-echo "fuzz: $passed passed, $failed failed"
+echo "fuzz summary: $passed target(s) clean, $failed crashed"
 [[ $failed -eq 0 ]]

@@ -13,10 +13,13 @@ use clap::{Parser, Subcommand};
 use conflux_common::{Error, ErrorCode, Result};
 
 use crate::app::App;
-use crate::config::ServeConfig;
+use crate::config::{LogFormat, ServeConfig};
 
 #[derive(Parser, Debug)]
-#[command(version, about = "A Conflux app: reactive backend with live queries and sign-in")]
+#[command(
+    version,
+    about = "A Conflux app: reactive backend with live queries and sign-in"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
@@ -63,7 +66,10 @@ impl App {
     pub fn run(self) -> ExitCode {
         let cli = Cli::parse();
         crate::logging::init(cli.serve.log_format);
-        let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        let runtime = match tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+        {
             Ok(runtime) => runtime,
             Err(err) => {
                 eprintln!("conflux: could not start the async runtime: {err}");
@@ -97,26 +103,31 @@ async fn dispatch(app: App, cli: Cli) -> Result<()> {
             if report.accepted() {
                 Ok(())
             } else {
-                Err(Error::new(ErrorCode::Unauthenticated, "the token was rejected"))
+                Err(Error::new(
+                    ErrorCode::Unauthenticated,
+                    "the token was rejected",
+                ))
             }
         }
         Command::Routes => {
-            for route in crate::server::plan_routes(app, &cli.serve)? {
-                println!("{route}");
-            }
+            print_routes(&crate::server::plan_routes(app, &cli.serve)?);
             Ok(())
         }
         Command::Functions => {
-            println!("{:<40} {:<9} VISIBILITY", "NAME", "KIND");
-            for def in app.registry.iter() {
-                let visibility = match def.visibility {
+            let functions = crate::server::plan_functions(app, &cli.serve)?;
+            let width = functions
+                .iter()
+                .map(|(name, _, _)| name.len())
+                .max()
+                .unwrap_or(0)
+                .max("NAME".len());
+            println!("{:<width$}  {:<8}  VISIBILITY", "NAME", "KIND");
+            for (name, kind, visibility) in functions {
+                let visibility = match visibility {
                     conflux_functions::Visibility::Public => "public",
                     conflux_functions::Visibility::Internal => "internal",
                 };
-                println!("{:<40} {:<9} {visibility}", def.path, def.kind().as_str());
-            }
-            if app.auth.is_some() {
-                println!("(plus the built-in sign-in functions auth:signIn, auth:signOut, auth:isAuthenticated)");
+                println!("{name:<width$}  {:<8}  {visibility}", kind.as_str());
             }
             Ok(())
         }
@@ -163,35 +174,179 @@ async fn dispatch(app: App, cli: Cli) -> Result<()> {
     }
 }
 
+/// `routes`: one line per route with the URL it answers on. Every route of the site origin
+/// also answers on the client API origin under `/http`.
+fn print_routes(plan: &crate::server::RoutePlan) {
+    let origins = &plan.origins;
+    println!(
+        "site origin:       {} (HTTP actions and sign-in routes)",
+        origins.site
+    );
+    println!(
+        "client API origin: {} (the same routes under {}/http/...)",
+        origins.client, origins.client
+    );
+    let mut rows: Vec<(String, String, String, String)> = Vec::new();
+    for route in &plan.routes {
+        let per_provider = route.kind == conflux_http::RouteKind::Prefix
+            && (route.path == conflux_http::SIGN_IN_PATH_PREFIX
+                || route.path == conflux_http::CALLBACK_PATH_PREFIX);
+        if per_provider && !plan.providers.is_empty() {
+            // The sign-in and callback URL of each provider: the callback is the redirect URI
+            // to register with the provider.
+            for provider in &plan.providers {
+                let path = format!("{}{provider}", route.path);
+                let url = origins.site_url(&path);
+                rows.push((route.method.to_string(), path, route.set.clone(), url));
+            }
+            continue;
+        }
+        let shown = match route.kind {
+            conflux_http::RouteKind::Exact => route.path.clone(),
+            conflux_http::RouteKind::Prefix => format!("{}*", route.path),
+        };
+        let url = origins.site_url(&route.path);
+        rows.push((route.method.to_string(), shown, route.set.clone(), url));
+    }
+    if let Some(dir) = &plan.web_app {
+        rows.push((
+            "GET".into(),
+            "/*".into(),
+            format!("web front-end ({})", dir.display()),
+            origins.site_url("/"),
+        ));
+    }
+    let width = |pick: fn(&(String, String, String, String)) -> &String, title: &str| {
+        rows.iter()
+            .map(|row| pick(row).len())
+            .max()
+            .unwrap_or(0)
+            .max(title.len())
+    };
+    let method_w = width(|row| &row.0, "METHOD");
+    let path_w = width(|row| &row.1, "PATH");
+    let url_w = width(|row| &row.3, "URL");
+    println!(
+        "{:<method_w$}  {:<path_w$}  {:<url_w$}  FROM",
+        "METHOD", "PATH", "URL"
+    );
+    for (method, path, set, url) in &rows {
+        println!("{method:<method_w$}  {path:<path_w$}  {url:<url_w$}  {set}");
+    }
+}
+
 async fn serve(app: App, config: &ServeConfig) -> Result<()> {
+    let mut signals = Signals::install();
     let server = crate::server::start(app, config).await?;
     println!("conflux: client api listening on {}", server.client_url());
     println!("conflux: http actions listening on {}", server.site_url());
     let _ = std::io::stdout().flush();
-    wait_for_signal().await;
-    eprintln!("conflux: shutting down");
-    server.shutdown().await;
+    // What a person starting the server wants to know next; stdout keeps exactly the two
+    // lines above for programs that read them.
+    let format = config.log_format;
+    if let Some(dir) = server.web_app_dir() {
+        tell(
+            format,
+            &format!(
+                "web app at {}/ (the built front-end in {})",
+                server.site_url(),
+                dir.display()
+            ),
+        );
+    }
+    if server.sign_in_providers().is_some_and(<[String]>::is_empty) {
+        let callback = format!("{}/api/auth/callback/google", server.site_url());
+        tell(
+            format,
+            &format!(
+                "no sign-in provider is configured. For Google, set AUTH_GOOGLE_ID and \
+                 AUTH_GOOGLE_SECRET (redirect URI {callback}); to try sign-in offline, run the \
+                 local provider `cargo run -p conflux-local-oidc -- --redirect-uri {callback}` \
+                 and set AUTH_GOOGLE_ISSUER to the issuer it prints, \
+                 AUTH_GOOGLE_ID=conflux-test and AUTH_GOOGLE_SECRET=conflux-test-secret."
+            ),
+        );
+    }
+    signals.next().await;
+    tell(
+        format,
+        "shutting down: no new connections; finishing the requests in flight",
+    );
+    let outcome = tokio::select! {
+        outcome = server.shutdown() => outcome,
+        () = signals.next() => {
+            tell(format, "second signal: stopping without waiting for the requests in flight");
+            return Err(Error::new(
+                ErrorCode::Internal,
+                "stopped by a second signal before the requests in flight finished",
+            ));
+        }
+    };
+    match outcome {
+        conflux_http::ShutdownOutcome::Graceful => tell(format, "stopped"),
+        conflux_http::ShutdownOutcome::Forced { open_connections } => tell(
+            format,
+            &format!(
+                "stopped; {open_connections} connection(s) were still busy at the shutdown \
+                 deadline (CONFLUX_HTTP_SHUTDOWN_TIMEOUT_MS) and were closed"
+            ),
+        ),
+    }
     Ok(())
 }
 
-async fn wait_for_signal() {
+/// A message for the person running the server: a plain line next to the text logs, or a
+/// log event when logs are JSON (so a log collector sees only JSON).
+fn tell(format: LogFormat, text: &str) {
+    match format {
+        LogFormat::Text => eprintln!("conflux: {text}"),
+        LogFormat::Json => tracing::info!("{text}"),
+    }
+}
+
+/// SIGTERM and Ctrl-C (SIGINT), listened to from before the server announces itself: a
+/// signal sent right after the "listening" lines must stop it gracefully, not kill it.
+struct Signals {
     #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = term.recv() => {}
-                    _ = tokio::signal::ctrl_c() => {}
+    unix: Option<(tokio::signal::unix::Signal, tokio::signal::unix::Signal)>,
+}
+
+impl Signals {
+    fn install() -> Signals {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            let unix = match (
+                signal(SignalKind::terminate()),
+                signal(SignalKind::interrupt()),
+            ) {
+                (Ok(term), Ok(interrupt)) => Some((term, interrupt)),
+                (Err(err), _) | (_, Err(err)) => {
+                    tracing::warn!("cannot listen for SIGTERM/SIGINT ({err}); only Ctrl-C stops the server gracefully");
+                    None
                 }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
+            };
+            Signals { unix }
+        }
+        #[cfg(not(unix))]
+        {
+            Signals {}
         }
     }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
+
+    /// Wait for the next SIGTERM or Ctrl-C.
+    async fn next(&mut self) {
+        #[cfg(unix)]
+        if let Some((term, interrupt)) = &mut self.unix {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = interrupt.recv() => {}
+            }
+            return;
+        }
+        if let Err(err) = tokio::signal::ctrl_c().await {
+            tracing::warn!("cannot wait for Ctrl-C: {err}");
+            std::future::pending::<()>().await;
+        }
     }
 }

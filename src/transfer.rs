@@ -67,6 +67,7 @@ pub fn export(db: &Database, out: &mut dyn Write, progress: &mut dyn FnMut(u64))
 }
 
 struct ImportRow {
+    line: u64,
     table: String,
     id: DocumentId,
     creation_time: f64,
@@ -82,7 +83,11 @@ fn parse_line(line: &str, number: u64) -> Result<ImportRow> {
     };
     let table = match map.remove("_table") {
         Some(serde_json::Value::String(table)) => table,
-        _ => return Err(at("missing `_table` (the table the document belongs to)".into())),
+        _ => {
+            return Err(at(
+                "missing `_table` (the table the document belongs to)".into()
+            ))
+        }
     };
     let id = match map.remove("_id") {
         Some(serde_json::Value::String(id)) => id
@@ -100,6 +105,7 @@ fn parse_line(line: &str, number: u64) -> Result<ImportRow> {
         return Err(at("expected an object".into()));
     };
     Ok(ImportRow {
+        line: number,
         table,
         id,
         creation_time,
@@ -107,14 +113,37 @@ fn parse_line(line: &str, number: u64) -> Result<ImportRow> {
     })
 }
 
-/// Read JSON lines from `input` and insert every document with its id and creation time.
-/// Returns the number imported. Stops at the first bad line, naming it; batches committed
-/// before it stay committed (import into an empty folder and retry after fixing the file).
+/// Fail unless every app table of `db` is empty: an import restores a backup, it does not
+/// merge one into live data (ids would collide, and half a merge is worse than none).
+fn ensure_empty(db: &Database) -> Result<()> {
+    let mut tx = db.begin();
+    for table in db.table_names() {
+        if table.starts_with('_') {
+            continue;
+        }
+        if tx.query(&table)?.first()?.is_some() {
+            return Err(Error::new(
+                ErrorCode::BadRequest,
+                format!(
+                    "the data folder is not empty (table `{table}` has documents); an import \
+                     restores a backup into an empty data folder: choose a new one with --data"
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Read JSON lines from `input` and insert every document with its id and creation time
+/// into `db`, whose app tables must be empty. Returns the number imported. Stops at the
+/// first bad line, naming it; batches committed before it stay committed (fix the file and
+/// import again into a new, empty folder).
 pub async fn import(
     db: &Database,
     input: &mut dyn BufRead,
     progress: &mut dyn FnMut(u64),
 ) -> Result<u64> {
+    ensure_empty(db)?;
     let started = Instant::now();
     let mut imported = 0u64;
     let mut number = 0u64;
@@ -137,7 +166,7 @@ pub async fn import(
             let count = batch.len() as u64;
             for row in batch.drain(..) {
                 tx.import(&row.table, row.id, row.creation_time, row.value)
-                    .map_err(|e| e.context(format!("importing `{}`", row.id)))?;
+                    .map_err(|e| e.context(format!("line {}", row.line)))?;
             }
             db.commit(tx).await?;
             let before = imported;

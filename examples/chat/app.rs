@@ -7,16 +7,26 @@
 use std::path::PathBuf;
 
 use conflux::{
-    handler, object, v, App, Error, HttpActionRequest, IndexRange, Order, QueryCtx,
-    RouteMethod, TableDef, Value,
+    handler, object, v, App, Error, HttpActionRequest, IndexRange, Order, QueryCtx, RouteMethod,
+    TableDef, Value,
 };
 
 /// Longest message body, in characters.
 const BODY_MAX_CHARS: usize = 2000;
 
+/// Where `npm run build` puts the web front-end (`examples/chat/web/dist`).
+pub fn web_dist() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("examples/chat/web/dist")
+}
+
+/// Whether the web front-end has been built, so the site origin serves it.
+pub fn web_app_built() -> bool {
+    web_dist().join("index.html").is_file()
+}
+
 /// The chat app without sign-in configuration (tests add their own).
 pub fn chat_app() -> App {
-    let web = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("examples/chat/web/dist");
+    let web = web_dist();
     App::new("chat")
         .dev_by_default()
         .table(
@@ -63,7 +73,12 @@ pub fn chat_app() -> App {
                     Some(user_id) => ctx
                         .db()
                         .get(&user_id)?
-                        .and_then(|user| user.value.get("name").and_then(Value::as_str).map(str::to_owned))
+                        .and_then(|user| {
+                            user.value
+                                .get("name")
+                                .and_then(Value::as_str)
+                                .map(str::to_owned)
+                        })
                         .unwrap_or_else(|| "anonymous".to_owned()),
                     None => "anonymous".to_owned(),
                 };
@@ -128,7 +143,9 @@ async fn post_message(
     ctx: conflux::HttpActionCtx,
 ) -> conflux::Result<http::Response<bytes::Bytes>> {
     let json: serde_json::Value = serde_json::from_slice(&req.body).map_err(|err| {
-        Error::bad_request(format!("the body must be JSON `{{\"body\": \"...\"}}`: {err}"))
+        Error::bad_request(format!(
+            "the body must be JSON `{{\"body\": \"...\"}}`: {err}"
+        ))
     })?;
     let body = json
         .get("body")
@@ -147,6 +164,8 @@ async fn post_message(
     http::Response::builder()
         .status(201)
         .header(http::header::CONTENT_TYPE, "application/json")
-        .body(bytes::Bytes::from(serde_json::json!({ "id": id }).to_string()))
+        .body(bytes::Bytes::from(
+            serde_json::json!({ "id": id }).to_string(),
+        ))
         .map_err(Error::internal)
 }

@@ -7,14 +7,14 @@
 // subscribers; closed-loop counter clients; CPU time of this process per run.
 // It prints one JSON line: {"runs": [...]} (the warm-up is left out).
 //
-// Usage: node surreal-peer.mjs <packages dir> <data dir> '<workload spec as JSON>'
+// Usage: node surreal-peer.mjs <packages dir> <data dir> <workload spec JSON file>
 
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { pathToFileURL } from "node:url";
 
-const [, , packagesDir, dataDir, specText] = process.argv;
-const spec = JSON.parse(specText);
+const [, , packagesDir, dataDir, specPath] = process.argv;
+const spec = JSON.parse(readFileSync(specPath, "utf8"));
 
 /** The ES module entry point of an installed package. */
 function entry(name) {

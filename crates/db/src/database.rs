@@ -46,7 +46,20 @@ pub struct DatabaseOptions {
     pub max_scanned_documents: usize,
     /// Most documents one transaction may write (`TRANSACTION_MAX_WRITTEN_DOCUMENTS_COUNT`).
     pub max_written_documents: usize,
+    /// **Breaks serializability on purpose.** Commit every transaction without checking
+    /// its read set (no optimistic-concurrency conflicts at all), so that the history
+    /// checker of `conflux-checker` can prove it detects the anomalies this causes. Exists
+    /// only with the cargo feature `unsafe-test-knobs`; [`Default`] turns it on when the
+    /// environment variable [`UNSAFE_SKIP_CONFLICT_CHECK_ENV`] is `1`.
+    #[cfg(feature = "unsafe-test-knobs")]
+    pub unsafe_skip_conflict_check_for_tests: bool,
 }
+
+/// The environment variable that turns on
+/// [`DatabaseOptions::unsafe_skip_conflict_check_for_tests`] (only in builds with the cargo
+/// feature `unsafe-test-knobs`).
+#[cfg(feature = "unsafe-test-knobs")]
+pub const UNSAFE_SKIP_CONFLICT_CHECK_ENV: &str = "CONFLUX_UNSAFE_SKIP_CONFLICT_CHECK_FOR_TESTS";
 
 impl Default for DatabaseOptions {
     fn default() -> DatabaseOptions {
@@ -58,6 +71,9 @@ impl Default for DatabaseOptions {
             snapshot_retention: Duration::from_millis(*knobs::SNAPSHOT_RETENTION_MS),
             max_scanned_documents: *knobs::TRANSACTION_MAX_SCANNED_DOCUMENTS_COUNT,
             max_written_documents: *knobs::TRANSACTION_MAX_WRITTEN_DOCUMENTS_COUNT,
+            #[cfg(feature = "unsafe-test-knobs")]
+            unsafe_skip_conflict_check_for_tests: std::env::var(UNSAFE_SKIP_CONFLICT_CHECK_ENV)
+                .is_ok_and(|value| value.trim() == "1"),
         }
     }
 }
@@ -193,6 +209,14 @@ impl Database {
         options: DatabaseOptions,
     ) -> Result<Database> {
         schema.check()?;
+        #[cfg(feature = "unsafe-test-knobs")]
+        if options.unsafe_skip_conflict_check_for_tests {
+            tracing::error!(
+                "UNSAFE TEST BUILD: the conflict check is switched off \
+                 ({UNSAFE_SKIP_CONFLICT_CHECK_ENV}); transactions are NOT serializable and \
+                 acknowledged writes can be lost"
+            );
+        }
         let catalog = Catalog::open(persistence.as_ref(), &schema)?;
         let latest = persistence.max_ts()?;
         let creation_watermark = match persistence.metadata(CREATION_TIME_WATERMARK)? {

@@ -50,6 +50,8 @@ pub mod timestamp;
 mod transaction;
 mod write_log;
 
+#[cfg(feature = "unsafe-test-knobs")]
+pub use database::UNSAFE_SKIP_CONFLICT_CHECK_ENV;
 pub use database::{Database, DatabaseOptions, DatabaseStats};
 pub use document::Document;
 pub use interval::{Interval, IntervalEnd};

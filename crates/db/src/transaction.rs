@@ -209,7 +209,9 @@ impl Transaction {
                 ),
             ));
         }
-        if !creation_time.is_finite() || creation_time < 0.0 {
+        // `-0` is refused too: it is not a time, and an export would write it as
+        // `{"$float": ...}`, which no import reads back.
+        if !creation_time.is_finite() || creation_time.is_sign_negative() {
             return Err(Error::new(
                 ErrorCode::InvalidValue,
                 format!("cannot import `{id}`: `_creationTime` {creation_time} is not a valid time"),

@@ -7,7 +7,7 @@ mod common;
 use common::{chat_schema, message, post};
 use conflux_common::ErrorCode;
 use conflux_db::{Database, IndexRange, PaginationOpts, Timestamp};
-use conflux_values::{object, Object, Value};
+use conflux_values::{object, DocumentId, Object, Value};
 
 fn db() -> Database {
     Database::open_in_memory(chat_schema()).expect("open")
@@ -305,4 +305,34 @@ async fn missing_documents_and_impossible_snapshots_are_reported() {
         .unique()
         .expect_err("two twins");
     assert_eq!(err.code(), ErrorCode::BadRequest);
+}
+
+#[test]
+fn an_import_refuses_creation_times_that_are_not_times() {
+    // Found by fuzzing the import format: `-0` was accepted, and the export then wrote it
+    // as `{"$float": ...}`, which the import refuses, so the backup could not be restored.
+    let db = db();
+    let mut tx = db.begin();
+    let table = tx
+        .insert("messages", message("general", "hi"))
+        .expect("insert")
+        .table_number();
+    for (n, bad) in [-0.0, -1.0, f64::NAN, f64::INFINITY]
+        .into_iter()
+        .enumerate()
+    {
+        let id = DocumentId::from_parts(table, [n as u8 + 1; 16]);
+        let err = tx
+            .import("messages", id, bad, message("general", "imported"))
+            .expect_err("not a time");
+        assert_eq!(err.code(), ErrorCode::InvalidValue);
+        assert!(
+            err.message().contains("is not a valid time"),
+            "{}",
+            err.message()
+        );
+    }
+    let id = DocumentId::from_parts(table, [9; 16]);
+    tx.import("messages", id, 0.0, message("general", "at the epoch"))
+        .expect("the epoch itself is a time");
 }

@@ -8,7 +8,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use conflux_common::{knobs, Error, ErrorCode, Identity, Result};
 use conflux_db::{Database, IndexRange, ReadSet, Timestamp, Transaction};
@@ -237,6 +237,47 @@ impl FunctionRunner {
         caller: Caller,
         ts: Option<Timestamp>,
     ) -> QueryOutcome {
+        let started = Instant::now();
+        let outcome = self.query_unlogged(path, args, identity, caller, ts).await;
+        self.log_run(path, FunctionKind::Query, &outcome.result, started);
+        outcome
+    }
+
+    /// One line per function run with its duration: `info` in dev mode (a developer
+    /// watches every run), `debug` otherwise (a busy deployment runs thousands a second).
+    fn log_run(&self, path: &str, kind: FunctionKind, result: &Result<Value>, started: Instant) {
+        let outcome = match result {
+            Ok(_) => "success",
+            Err(err) => err.code().as_str(),
+        };
+        let duration_ms = started.elapsed().as_secs_f64() * 1000.0;
+        if self.inner.dev_mode {
+            tracing::info!(
+                path,
+                kind = kind.as_str(),
+                outcome,
+                duration_ms,
+                "function run"
+            );
+        } else {
+            tracing::debug!(
+                path,
+                kind = kind.as_str(),
+                outcome,
+                duration_ms,
+                "function run"
+            );
+        }
+    }
+
+    async fn query_unlogged(
+        &self,
+        path: &str,
+        args: Object,
+        identity: Identity,
+        caller: Caller,
+        ts: Option<Timestamp>,
+    ) -> QueryOutcome {
         let snapshot_ts = ts.unwrap_or_else(|| self.inner.db.latest_ts());
         let failed = |err: Error| QueryOutcome {
             result: Err(err),
@@ -298,6 +339,22 @@ impl FunctionRunner {
     /// [`MutationKey`], a request already applied returns its stored result instead of
     /// running again.
     pub async fn run_mutation(
+        &self,
+        path: &str,
+        args: Object,
+        identity: Identity,
+        caller: Caller,
+        key: Option<MutationKey>,
+    ) -> MutationOutcome {
+        let started = Instant::now();
+        let outcome = self
+            .mutation_unlogged(path, args, identity, caller, key)
+            .await;
+        self.log_run(path, FunctionKind::Mutation, &outcome.result, started);
+        outcome
+    }
+
+    async fn mutation_unlogged(
         &self,
         path: &str,
         args: Object,
@@ -410,6 +467,19 @@ impl FunctionRunner {
 
     /// Run an action.
     pub async fn run_action(
+        &self,
+        path: &str,
+        args: Object,
+        identity: Identity,
+        caller: Caller,
+    ) -> ActionOutcome {
+        let started = Instant::now();
+        let outcome = self.action_unlogged(path, args, identity, caller).await;
+        self.log_run(path, FunctionKind::Action, &outcome.result, started);
+        outcome
+    }
+
+    async fn action_unlogged(
         &self,
         path: &str,
         args: Object,

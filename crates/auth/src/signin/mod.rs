@@ -39,6 +39,8 @@
 mod background;
 mod cookies;
 mod functions;
+#[cfg(fuzzing)]
+pub mod fuzzing;
 mod keys;
 mod oauth;
 mod redirect;
@@ -193,6 +195,17 @@ impl AuthSetup {
     pub fn install(self, ctx: InstallContext) -> Result<InstalledAuth> {
         let site_url = self.check()?;
         let site_origin = ctx.origins.site.trim_end_matches('/').to_owned();
+        let site_url = if self.site_url.is_none() && self.site_url_defaults_to_site_origin {
+            tracing::info!(
+                site_url = %site_origin,
+                "SITE_URL is not set: sign-ins return to the site origin {site_origin}, \
+                 where the web front-end is served"
+            );
+            site_origin.clone()
+        } else {
+            tracing::info!(site_url = %site_url, "sign-ins return to SITE_URL {site_url}");
+            site_url
+        };
         let auth_origin = self
             .custom_auth_site_url
             .clone()

@@ -203,6 +203,7 @@ pub(crate) fn setup_error(message: impl Into<String>) -> Error {
 #[derive(Clone, Debug, Default)]
 pub struct AuthSetup {
     pub(crate) site_url: Option<String>,
+    pub(crate) site_url_defaults_to_site_origin: bool,
     pub(crate) custom_auth_site_url: Option<String>,
     pub(crate) providers: Vec<OAuthProvider>,
     pub(crate) keys: Option<ConfiguredKeys>,
@@ -335,6 +336,20 @@ impl AuthSetup {
     pub fn site_url(mut self, url: impl Into<String>) -> AuthSetup {
         self.site_url = Some(url.into());
         self
+    }
+
+    /// When no `SITE_URL` is given, return sign-ins to the site origin instead of
+    /// `http://localhost:5173`: for a server that serves its web front-end itself on the
+    /// site origin, so sign-in comes back to the page it started from. An explicit
+    /// [`AuthSetup::site_url`] (or `SITE_URL`) still wins.
+    pub fn site_url_defaults_to_site_origin(mut self) -> AuthSetup {
+        self.site_url_defaults_to_site_origin = true;
+        self
+    }
+
+    /// Whether a `SITE_URL` was given (from the environment or [`AuthSetup::site_url`]).
+    pub fn has_site_url(&self) -> bool {
+        self.site_url.is_some()
     }
 
     /// The origin users' browsers reach the sign-in routes on, when it is not the site

@@ -13,8 +13,7 @@ const MAX_TRACKABLE_US: u64 = 600_000_000;
 
 /// A new latency histogram in microseconds.
 pub fn new_histogram() -> Histogram<u64> {
-    Histogram::new_with_bounds(1, MAX_TRACKABLE_US, 3)
-        .expect("constant histogram bounds are valid")
+    Histogram::new_with_bounds(1, MAX_TRACKABLE_US, 3).expect("constant histogram bounds are valid")
 }
 
 /// Record one latency, clamped into the histogram's range.

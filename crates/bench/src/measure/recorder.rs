@@ -104,7 +104,10 @@ impl Recorder {
         if seq >= self.total_writes() {
             return None;
         }
-        let run = self.bounds.partition_point(|&start| start <= seq).checked_sub(1)?;
+        let run = self
+            .bounds
+            .partition_point(|&start| start <= seq)
+            .checked_sub(1)?;
         self.runs.get(run)
     }
 
@@ -169,7 +172,13 @@ impl Recorder {
 
     /// Wait until run `run` has `expected` deliveries and every write was acknowledged or
     /// failed (when `acks` is true), or until `deadline`.
-    pub async fn wait_run(&self, run: usize, expected: u64, acks: bool, deadline: tokio::time::Instant) {
+    pub async fn wait_run(
+        &self,
+        run: usize,
+        expected: u64,
+        acks: bool,
+        deadline: tokio::time::Instant,
+    ) {
         let Some(cell) = self.runs.get(run) else {
             return;
         };

@@ -40,7 +40,10 @@ mod tests {
         assert_eq!(fired.len(), 10);
         assert_eq!(fired[0].0, 10);
         let gap = fired[9].1 - fired[0].1;
-        assert!((gap - 45_000.0).abs() < 1.0, "9 intervals of 5 ms, got {gap} µs");
+        assert!(
+            (gap - 45_000.0).abs() < 1.0,
+            "9 intervals of 5 ms, got {gap} µs"
+        );
         assert!(took >= Duration::from_millis(45));
     }
 }

@@ -1,25 +1,19 @@
-//! The small chat app Conflux is measured with, and the server that serves it.
+//! The small chat app Conflux is measured with, declared with the `conflux::App` facade
+//! exactly as a user would write it.
 //!
-//! The app is what a user would write first: a `messages` table with a `by_channel`
-//! index, a query for the latest messages of a channel, a mutation that sends one, and a
-//! `counters` table whose increment mutation is the contention workload. It is built
-//! directly on the crates (`conflux-db`, `conflux-functions`, `conflux-sync`,
-//! `conflux-http`) so that the measurement covers exactly the production code paths: the
-//! sync WebSocket, the shared live queries, the function runner with its retries, and
-//! sled with one `fsync` per commit group.
+//! A `messages` table with a `by_channel` index, a query for the latest messages of a
+//! channel, a mutation that sends one, and a `counters` table whose increment mutation is
+//! the contention workload. The loopback target serves it with [`App::start`] (the same
+//! assembly as `conflux serve`: sync WebSocket, shared live queries, function runner, sled
+//! with one `fsync` per commit group) and the in-process target opens it with
+//! [`App::embed`].
 
 use std::path::Path;
-use std::sync::Arc;
 
-use conflux_common::{Error, Identity, Result, TokenValidator};
-use conflux_db::{Database, IndexRange, Order, Schema, TableDef};
-use conflux_functions::runner::Caller;
-use conflux_functions::{system_tables, v, FunctionRunner, Registry, RunnerOptions, Value};
-use conflux_http::{
-    client_api_routes, ClientApiState, FunctionRunnerActions, HttpRouter, RunningServer,
-    ServerConfig, SiteRoutes,
-};
-use conflux_sync::{sync_routes, SyncState};
+use conflux::{App, Embedded, IndexRange, Order, ServeConfig, TableDef, Value};
+use conflux_common::{Error, Identity, Result};
+use conflux_functions::FunctionRunner;
+use conflux_values::validator::v;
 use conflux_values::Object;
 
 /// The query: the latest `limit` messages of `channel`, newest first.
@@ -34,86 +28,93 @@ const MESSAGES: &str = "messages";
 /// The table of counters.
 const COUNTERS: &str = "counters";
 
-/// The app's schema: messages by channel, counters by key, and the runner's system tables.
-pub fn schema() -> Schema {
-    let mut schema = Schema::new()
-        .table(TableDef::new(MESSAGES).index("by_channel", &["channel"]))
-        .table(TableDef::new(COUNTERS).index("by_key", &["key"]));
-    for table in system_tables() {
-        schema = schema.table(table);
-    }
-    schema
-}
-
 fn string_arg<'a>(args: &'a Object, name: &str) -> Result<&'a str> {
     args.get(name)
         .and_then(Value::as_str)
         .ok_or_else(|| Error::bad_request(format!("the argument `{name}` must be a string")))
 }
 
-/// The app's functions.
-pub fn registry() -> Result<Registry> {
-    let mut registry = Registry::new();
-    registry.query(
-        LIST,
-        v::object([("channel", v::string()), ("limit", v::number())]),
-        |ctx, args| {
-            let channel = string_arg(&args, "channel")?.to_string();
-            let limit = args.get("limit").and_then(Value::as_f64).unwrap_or(100.0);
-            let latest = ctx
-                .db()
-                .query(MESSAGES)?
-                .with_index("by_channel", IndexRange::new().eq("channel", channel))?
-                .order(Order::Desc)
-                .take(limit.clamp(1.0, 1000.0) as usize)?;
-            Ok(Value::Array(latest.iter().map(|doc| doc.to_value()).collect()))
-        },
-    )?;
-    registry.mutation(
-        SEND,
-        v::object([
-            ("channel", v::string()),
-            ("seq", v::number()),
-            ("t", v::number()),
-            ("author", v::string()),
-            ("body", v::string()),
-        ]),
-        |ctx, args| {
-            ctx.db().insert(MESSAGES, args)?;
-            Ok(Value::Null)
-        },
-    )?;
-    registry.mutation(INCREMENT, v::object([("key", v::string())]), |ctx, args| {
-        let key = string_arg(&args, "key")?.to_string();
-        let mut db = ctx.db();
-        let existing = db
-            .query(COUNTERS)?
-            .with_index("by_key", IndexRange::new().eq("key", key.clone()))?
-            .first()?;
-        match existing {
-            Some(doc) => {
-                let n = doc.value.get("n").and_then(Value::as_f64).unwrap_or(0.0) + 1.0;
-                let mut fields = Object::new();
-                fields.insert("n".into(), Value::Float64(n))?;
-                db.patch(&doc.id, fields)?;
-                Ok(Value::Float64(n))
+/// The chat app.
+pub fn app() -> App {
+    App::new("bench-chat")
+        .table(TableDef::new(MESSAGES).index("by_channel", &["channel"]))
+        .table(TableDef::new(COUNTERS).index("by_key", &["key"]))
+        .query(
+            LIST,
+            v::object([("channel", v::string()), ("limit", v::number())]),
+            |ctx, args| {
+                let channel = string_arg(&args, "channel")?.to_string();
+                let limit = args.get("limit").and_then(Value::as_f64).unwrap_or(100.0);
+                let latest = ctx
+                    .db()
+                    .query(MESSAGES)?
+                    .with_index("by_channel", IndexRange::new().eq("channel", channel))?
+                    .order(Order::Desc)
+                    .take(limit.clamp(1.0, 1000.0) as usize)?;
+                Ok(Value::Array(
+                    latest.iter().map(|doc| doc.to_value()).collect(),
+                ))
+            },
+        )
+        .mutation(
+            SEND,
+            v::object([
+                ("channel", v::string()),
+                ("seq", v::number()),
+                ("t", v::number()),
+                ("author", v::string()),
+                ("body", v::string()),
+            ]),
+            |ctx, args| {
+                ctx.db().insert(MESSAGES, args)?;
+                Ok(Value::Null)
+            },
+        )
+        .mutation(INCREMENT, v::object([("key", v::string())]), |ctx, args| {
+            let key = string_arg(&args, "key")?.to_string();
+            let mut db = ctx.db();
+            let existing = db
+                .query(COUNTERS)?
+                .with_index("by_key", IndexRange::new().eq("key", key.clone()))?
+                .first()?;
+            match existing {
+                Some(doc) => {
+                    let n = doc.value.get("n").and_then(Value::as_f64).unwrap_or(0.0) + 1.0;
+                    let mut fields = Object::new();
+                    fields.insert("n".into(), Value::Float64(n))?;
+                    db.patch(&doc.id, fields)?;
+                    Ok(Value::Float64(n))
+                }
+                None => {
+                    let mut fields = Object::new();
+                    fields.insert("key".into(), Value::String(key))?;
+                    fields.insert("n".into(), Value::Float64(1.0))?;
+                    db.insert(COUNTERS, fields)?;
+                    Ok(Value::Float64(1.0))
+                }
             }
-            None => {
-                let mut fields = Object::new();
-                fields.insert("key".into(), Value::String(key))?;
-                fields.insert("n".into(), Value::Float64(1.0))?;
-                db.insert(COUNTERS, fields)?;
-                Ok(Value::Float64(1.0))
-            }
-        }
-    })?;
-    Ok(registry)
+        })
 }
 
-/// The app on a sled database in `dir`: the function runner holding it.
-pub fn open(dir: &Path) -> Result<FunctionRunner> {
-    let db = Database::open_sled(dir, schema())?;
-    Ok(FunctionRunner::new(db, registry()?, RunnerOptions::default()))
+/// How the benchmark serves the app: loopback, the given client port (0 picks one), a free
+/// site port, data in `dir`, production mode (no error details to clients).
+pub fn serve_config(dir: &Path, port: u16) -> ServeConfig {
+    ServeConfig {
+        port,
+        site_port: 0,
+        dev: Some(false),
+        ..ServeConfig::for_tests(dir)
+    }
+}
+
+/// The sync URL of a server whose client origin is `client_url` (`http://127.0.0.1:p`).
+pub fn sync_url(client_url: &str) -> String {
+    format!("{}/api/sync", client_url.replacen("http://", "ws://", 1))
+}
+
+/// Open the app in-process on a data folder.
+pub async fn embed(dir: &Path) -> Result<Embedded> {
+    app().embed(dir).await
 }
 
 /// Create counters `k0..k{keys}` at zero, a thousand per transaction (setup, not measured).
@@ -138,54 +139,10 @@ pub fn counter_key(key: usize) -> String {
 }
 
 /// Run the increment mutation in process (used by the in-process target).
-pub async fn increment_in_process(runner: &FunctionRunner, key: usize) -> Result<()> {
+pub async fn increment_in_process(app: &Embedded, key: usize) -> Result<()> {
     let mut args = Object::new();
     args.insert("key".into(), Value::String(counter_key(key)))?;
-    runner
-        .run_mutation(INCREMENT, args, Identity::Anonymous, Caller::Client, None)
+    app.mutation(INCREMENT, args, Identity::Anonymous)
         .await
-        .result
         .map(|_| ())
-}
-
-/// A Conflux server on 127.0.0.1: the sync WebSocket and the function HTTP API.
-pub struct ConfluxServer {
-    /// The listeners.
-    pub server: RunningServer,
-    /// The sync endpoint's state (its counters and live queries).
-    pub sync: SyncState,
-}
-
-impl ConfluxServer {
-    /// Serve `runner` on `port` (0 picks one), validating `Authenticate` tokens with
-    /// `token_validator`. Must run inside the Tokio runtime that will serve it.
-    pub async fn start(
-        runner: FunctionRunner,
-        port: u16,
-        token_validator: Option<Arc<dyn TokenValidator>>,
-    ) -> Result<ConfluxServer> {
-        let sync = SyncState::new(runner.clone(), token_validator.clone(), false);
-        let routes = sync_routes(sync.clone()).merge(client_api_routes(ClientApiState {
-            runner: runner.clone(),
-            token_validator: token_validator.clone(),
-            dev_mode: false,
-        }));
-        let config = ServerConfig {
-            client_port: port,
-            site_port: 0,
-            ..ServerConfig::default()
-        };
-        let site = SiteRoutes {
-            router: Arc::new(HttpRouter::empty()),
-            runner: Arc::new(FunctionRunnerActions::new(runner)),
-            token_validator,
-        };
-        let server = conflux_http::bind(config).await?.serve(routes, site);
-        Ok(ConfluxServer { server, sync })
-    }
-
-    /// The sync URL clients connect to.
-    pub fn sync_url(&self) -> String {
-        format!("ws://{}/api/sync", self.server.client_addr())
-    }
 }

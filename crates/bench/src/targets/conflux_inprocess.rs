@@ -1,15 +1,13 @@
-//! Conflux in-process: the same app and database, used as a library. Subscribers are
-//! [`LiveQuery`](conflux_sync::LiveQuery)s of the sync crate's shared
-//! [`SubscriptionManager`] and writers call the function runner directly: no socket, no
-//! JSON on a wire, which is what an app embedding Conflux gets.
+//! Conflux in-process: the same app and database, opened with `conflux::App::embed`.
+//! Subscribers are [`LiveQuery`](conflux::LiveQuery)s of the sync crate's shared
+//! subscription manager and writers call the function runner: no socket, no JSON on a
+//! wire, which is what an app embedding Conflux gets.
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use conflux::Embedded;
 use conflux_common::{Error, Identity, Result};
-use conflux_functions::runner::Caller;
-use conflux_functions::FunctionRunner;
-use conflux_sync::SubscriptionManager;
 use conflux_values::{Object, Value};
 use serde_json::Value as Json;
 use tempfile::TempDir;
@@ -24,16 +22,15 @@ use crate::message::{seq_and_time, MessageSpec};
 /// Conflux embedded in this process.
 pub struct ConfluxInProcess {
     info: TargetInfo,
-    runner: FunctionRunner,
-    manager: Arc<SubscriptionManager>,
+    app: Embedded,
     _dir: TempDir,
 }
 
 impl ConfluxInProcess {
     /// Open the app on a fresh database in a temporary folder.
-    pub fn start() -> Result<ConfluxInProcess> {
+    pub async fn start() -> Result<ConfluxInProcess> {
         let dir = tempfile::tempdir().map_err(Error::internal)?;
-        let runner = conflux_app::open(dir.path())?;
+        let app = conflux_app::embed(dir.path()).await?;
         Ok(ConfluxInProcess {
             info: TargetInfo {
                 system: System::Conflux,
@@ -41,12 +38,10 @@ impl ConfluxInProcess {
                 transport: Transport::InProcess,
                 durability: DURABILITY.into(),
             },
-            manager: Arc::new(SubscriptionManager::new(runner.clone())),
-            runner,
+            app,
             _dir: dir,
         })
     }
-
 }
 
 fn list_args(channel: &str, limit: usize) -> Result<Object> {
@@ -70,9 +65,9 @@ impl Target for ConfluxInProcess {
     ) -> Result<Guard> {
         let mut guards: Vec<TaskGuard> = Vec::with_capacity(channels.len());
         for channel in channels {
-            let mut live = self
-                .manager
-                .subscribe(LIST, list_args(channel, limit)?, Identity::Anonymous)?;
+            let mut live =
+                self.app
+                    .subscribe(LIST, list_args(channel, limit)?, Identity::Anonymous)?;
             let recorder = recorder.clone();
             guards.push(TaskGuard(tokio::spawn(async move {
                 let mut seen = SeenSet::default();
@@ -104,21 +99,25 @@ impl Target for ConfluxInProcess {
     async fn write(&self, _writer: usize, message: &MessageSpec) -> Result<()> {
         let args = match Value::from_convex_json(&Json::Object(message.fields()))? {
             Value::Object(args) => args,
-            other => return Err(Error::internal(format!("a message encoded as {}", other.type_name()))),
+            other => {
+                return Err(Error::internal(format!(
+                    "a message encoded as {}",
+                    other.type_name()
+                )))
+            }
         };
-        self.runner
-            .run_mutation(SEND, args, Identity::Anonymous, Caller::Client, None)
+        self.app
+            .mutation(SEND, args, Identity::Anonymous)
             .await
-            .result
             .map(|_| ())
     }
 
     async fn prepare_counters(&self, _clients: usize, keys: usize) -> Result<()> {
-        conflux_app::seed_counters(&self.runner, keys).await
+        conflux_app::seed_counters(self.app.runner(), keys).await
     }
 
     async fn increment(&self, _client: usize, key: usize) -> Result<()> {
-        conflux_app::increment_in_process(&self.runner, key).await
+        conflux_app::increment_in_process(&self.app, key).await
     }
 
     fn cpu_scope(&self) -> CpuScope {
@@ -126,8 +125,8 @@ impl Target for ConfluxInProcess {
     }
 
     fn counters(&self) -> Counters {
-        let subscriptions = self.manager.metrics();
-        let stats = self.runner.database().stats();
+        let subscriptions = self.app.subscriptions().metrics();
+        let stats = self.app.runner().database().stats();
         Counters {
             executions: Some(subscriptions.executions),
             reruns: Some(subscriptions.reruns),

@@ -1,6 +1,6 @@
-//! Conflux over loopback: the production server (sync WebSocket, shared live queries,
-//! function runner, sled) started in this process on 127.0.0.1, driven by the load
-//! client of [`super::sync_client`].
+//! Conflux over loopback: the production server (`conflux::App::start`: sync WebSocket,
+//! shared live queries, function runner, sled) started in this process on 127.0.0.1,
+//! driven by the load client of [`super::sync_client`].
 //!
 //! The server gets its own Tokio runtime whose threads are named `cfx-server`, so that
 //! its CPU time can be told apart from the load client's (see [`CpuScope`]).
@@ -8,13 +8,14 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use conflux_common::{Error, Result, TokenValidator};
-use conflux_functions::FunctionRunner;
+use conflux::auth::AuthConfig;
+use conflux::Server;
+use conflux_common::{Error, Result};
 use parking_lot::Mutex;
 use serde_json::{json, Value as Json};
 use tempfile::TempDir;
 
-use super::conflux_app::{self, ConfluxServer, INCREMENT, LIST, SEND};
+use super::conflux_app::{self, INCREMENT, LIST, SEND};
 use super::sync_client::SyncClient;
 use super::{Counters, Guard, System, Target, TargetInfo, Transport};
 use crate::measure::cpu::CpuScope;
@@ -31,8 +32,7 @@ pub const DURABILITY: &str = "sled, fsync per commit group";
 pub struct ConfluxWs {
     info: TargetInfo,
     runtime: Mutex<Option<tokio::runtime::Runtime>>,
-    server: Mutex<Option<ConfluxServer>>,
-    runner: FunctionRunner,
+    server: Mutex<Option<Server>>,
     url: String,
     writers: Mutex<Vec<Arc<SyncClient>>>,
     counter_clients: Mutex<Vec<Arc<SyncClient>>>,
@@ -40,8 +40,9 @@ pub struct ConfluxWs {
 }
 
 impl ConfluxWs {
-    /// Start a server with a fresh database in a temporary folder.
-    pub async fn start(token_validator: Option<Arc<dyn TokenValidator>>) -> Result<ConfluxWs> {
+    /// Start the app with a fresh database in a temporary folder, trusting the token
+    /// issuers of `token_providers` (none: no authentication).
+    pub async fn start(token_providers: Option<AuthConfig>) -> Result<ConfluxWs> {
         let dir = tempfile::tempdir().map_err(Error::internal)?;
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(SERVER_THREADS)
@@ -49,12 +50,14 @@ impl ConfluxWs {
             .enable_all()
             .build()
             .map_err(Error::internal)?;
-        let path = dir.path().to_path_buf();
-        let (runner, server) = runtime
+        let config = conflux_app::serve_config(dir.path(), 0);
+        let server = runtime
             .spawn(async move {
-                let runner = conflux_app::open(&path)?;
-                let server = ConfluxServer::start(runner.clone(), 0, token_validator).await?;
-                Ok::<_, Error>((runner, server))
+                let mut app = conflux_app::app();
+                if let Some(providers) = token_providers {
+                    app = app.token_providers(providers);
+                }
+                app.start(&config).await
             })
             .await
             .map_err(Error::internal)??;
@@ -65,10 +68,9 @@ impl ConfluxWs {
                 transport: Transport::Loopback,
                 durability: DURABILITY.into(),
             },
-            url: server.sync_url(),
+            url: conflux_app::sync_url(server.client_url()),
             runtime: Mutex::new(Some(runtime)),
             server: Mutex::new(Some(server)),
-            runner,
             writers: Mutex::new(Vec::new()),
             counter_clients: Mutex::new(Vec::new()),
             _dir: dir,
@@ -79,7 +81,15 @@ impl ConfluxWs {
     pub fn url(&self) -> &str {
         &self.url
     }
+}
 
+impl Drop for ConfluxWs {
+    fn drop(&mut self) {
+        // A runtime must not be dropped (blocking) inside another runtime's task.
+        if let Some(runtime) = self.runtime.lock().take() {
+            runtime.shutdown_background();
+        }
+    }
 }
 
 /// The arguments of the list query.
@@ -126,7 +136,13 @@ impl Target for ConfluxWs {
     }
 
     async fn prepare_counters(&self, clients: usize, keys: usize) -> Result<()> {
-        conflux_app::seed_counters(&self.runner, keys).await?;
+        let runner = self
+            .server
+            .lock()
+            .as_ref()
+            .map(|server| server.runner().clone())
+            .ok_or_else(|| Error::internal("the server was shut down"))?;
+        conflux_app::seed_counters(&runner, keys).await?;
         let mut fresh = Vec::with_capacity(clients);
         for _ in 0..clients {
             fresh.push(Arc::new(SyncClient::connect(&self.url).await?));
@@ -152,16 +168,16 @@ impl Target for ConfluxWs {
     }
 
     fn counters(&self) -> Counters {
-        let subscriptions = self
-            .server
-            .lock()
-            .as_ref()
-            .map(|server| server.sync.metrics().subscriptions);
-        let stats = self.runner.database().stats();
+        let server = self.server.lock();
+        let Some(server) = server.as_ref() else {
+            return Counters::default();
+        };
+        let subscriptions = server.sync().metrics().subscriptions;
+        let stats = server.runner().database().stats();
         Counters {
-            executions: subscriptions.map(|s| s.executions),
-            reruns: subscriptions.map(|s| s.reruns),
-            spurious_reruns: subscriptions.map(|s| s.spurious_reruns),
+            executions: Some(subscriptions.executions),
+            reruns: Some(subscriptions.reruns),
+            spurious_reruns: Some(subscriptions.spurious_reruns),
             commits: Some(stats.commits),
             conflicts: Some(stats.conflicts),
         }
@@ -174,8 +190,7 @@ impl Target for ConfluxWs {
         let runtime = self.runtime.lock().take();
         if let (Some(server), Some(runtime)) = (server, runtime) {
             let stopped = runtime.spawn(async move {
-                server.sync.disconnect_all();
-                server.server.shutdown().await;
+                server.shutdown().await;
             });
             let _ = stopped.await;
             runtime.shutdown_background();

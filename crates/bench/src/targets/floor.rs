@@ -77,7 +77,9 @@ impl FloorServer {
             .spawn(async move { TcpListener::bind(("127.0.0.1", port)).await })
             .await
             .map_err(Error::internal)?
-            .map_err(|err| Error::internal(format!("the floor cannot listen on port {port}: {err}")))?;
+            .map_err(|err| {
+                Error::internal(format!("the floor cannot listen on port {port}: {err}"))
+            })?;
         let addr = listener.local_addr().map_err(Error::internal)?;
         runtime.spawn(serve(listener));
         Ok(FloorServer {
@@ -188,7 +190,11 @@ fn handle(state: &State, connection: u64, outbox: &mpsc::Sender<Message>, messag
         }
         Some("Mutation") => {
             let request_id = message.get("requestId").and_then(Json::as_u64).unwrap_or(0);
-            let args = message.get("args").and_then(|a| a.get(0)).cloned().unwrap_or(Json::Null);
+            let args = message
+                .get("args")
+                .and_then(|a| a.get(0))
+                .cloned()
+                .unwrap_or(Json::Null);
             let ts = state.ts.fetch_add(1, Ordering::Relaxed) + 1;
             let result = match message.get("udfPath").and_then(Json::as_str) {
                 Some("messages:send") => {
@@ -217,7 +223,11 @@ fn handle(state: &State, connection: u64, outbox: &mpsc::Sender<Message>, messag
 /// Store the message and send every subscriber of its channel the channel's latest
 /// messages, rendered once per distinct `limit`.
 fn broadcast(state: &State, mut doc: Json, ts: u64) {
-    let Some(name) = doc.get("channel").and_then(Json::as_str).map(str::to_string) else {
+    let Some(name) = doc
+        .get("channel")
+        .and_then(Json::as_str)
+        .map(str::to_string)
+    else {
         return;
     };
     if let Some(fields) = doc.as_object_mut() {

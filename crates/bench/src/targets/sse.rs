@@ -37,7 +37,10 @@ impl SseStream {
                 return Ok(Some(event));
             }
             let chunk = self.response.chunk().await.map_err(|err| {
-                Error::new(ErrorCode::StorageUnavailable, format!("the event stream broke: {err}"))
+                Error::new(
+                    ErrorCode::StorageUnavailable,
+                    format!("the event stream broke: {err}"),
+                )
             })?;
             match chunk {
                 Some(bytes) => self.buffer.extend_from_slice(&bytes),
@@ -83,7 +86,10 @@ mod tests {
                 data: "{\"clientId\":\"abc\"}".into()
             })
         );
-        assert_eq!(take_event(&mut buffer).map(|e| e.data), Some("{\"a\":1}".into()));
+        assert_eq!(
+            take_event(&mut buffer).map(|e| e.data),
+            Some("{\"a\":1}".into())
+        );
         assert_eq!(take_event(&mut buffer), None);
         assert_eq!(buffer, b"id:partial".to_vec());
     }

@@ -60,23 +60,47 @@ pub struct SurrealPeer {
 impl SurrealPeer {
     /// The peer, installing the npm packages into `peers/surreal` if missing; the error is
     /// the note printed when it cannot be installed.
-    pub async fn ensure_installed(peers: &Path, script: &Path) -> std::result::Result<SurrealPeer, String> {
+    pub async fn ensure_installed(
+        peers: &Path,
+        script: &Path,
+    ) -> std::result::Result<SurrealPeer, String> {
         let packages = peers.join("surreal");
         let node_version = match Command::new("node").arg("--version").output().await {
-            Ok(output) if output.status.success() => String::from_utf8_lossy(&output.stdout).trim().to_string(),
+            Ok(output) if output.status.success() => {
+                String::from_utf8_lossy(&output.stdout).trim().to_string()
+            }
             _ => return Err("Node.js is not installed (`node --version` failed)".into()),
         };
-        let installed = |name: &str| packages.join("node_modules").join(name).join("package.json");
+        let installed = |name: &str| {
+            packages
+                .join("node_modules")
+                .join(name)
+                .join("package.json")
+        };
         if !installed("@surrealdb/node").is_file() || !installed("surrealdb").is_file() {
-            std::fs::create_dir_all(&packages).map_err(|err| format!("cannot create {}: {err}", packages.display()))?;
+            std::fs::create_dir_all(&packages)
+                .map_err(|err| format!("cannot create {}: {err}", packages.display()))?;
             let manifest = packages.join("package.json");
             if !manifest.is_file() {
-                std::fs::write(&manifest, "{\"name\":\"conflux-bench-surreal-peer\",\"private\":true}\n")
-                    .map_err(|err| format!("cannot write {}: {err}", manifest.display()))?;
+                std::fs::write(
+                    &manifest,
+                    "{\"name\":\"conflux-bench-surreal-peer\",\"private\":true}\n",
+                )
+                .map_err(|err| format!("cannot write {}: {err}", manifest.display()))?;
             }
-            eprintln!("installing SurrealDB embedded: npm install @surrealdb/node surrealdb in {}", packages.display());
+            eprintln!(
+                "installing SurrealDB embedded: npm install @surrealdb/node surrealdb in {}",
+                packages.display()
+            );
             let install = Command::new("npm")
-                .args(["install", "--no-audit", "--no-fund", "--silent", "@surrealdb/node", "surrealdb"])
+                .args([
+                    "install",
+                    "--no-audit",
+                    "--no-fund",
+                    "--silent",
+                    "@surrealdb/node",
+                    "surrealdb",
+                ])
                 .current_dir(&packages)
                 .stdin(Stdio::null())
                 .output();
@@ -85,7 +109,10 @@ impl SurrealPeer {
                 Ok(Ok(output)) => {
                     return Err(format!(
                         "`npm install @surrealdb/node surrealdb` failed: {}",
-                        String::from_utf8_lossy(&output.stderr).lines().last().unwrap_or("")
+                        String::from_utf8_lossy(&output.stderr)
+                            .lines()
+                            .last()
+                            .unwrap_or("")
                     ))
                 }
                 Ok(Err(err)) => return Err(format!("cannot run npm: {err}")),
@@ -96,7 +123,11 @@ impl SurrealPeer {
             std::fs::read_to_string(installed(name))
                 .ok()
                 .and_then(|text| serde_json::from_str::<Json>(&text).ok())
-                .and_then(|json| json.get("version").and_then(Json::as_str).map(str::to_string))
+                .and_then(|json| {
+                    json.get("version")
+                        .and_then(Json::as_str)
+                        .map(str::to_string)
+                })
                 .unwrap_or_else(|| "?".into())
         };
         Ok(SurrealPeer {
@@ -123,11 +154,14 @@ impl SurrealPeer {
     /// Run one workload `spec` (see the script) and return its measured runs.
     pub async fn run(&self, spec: &Json, timeout: Duration) -> Result<RunSet> {
         let data = tempfile::tempdir().map_err(Error::internal)?;
+        // The spec can list 10,000 channels: a file, not an argument.
+        let spec_path = data.path().join("spec.json");
+        std::fs::write(&spec_path, spec.to_string()).map_err(Error::internal)?;
         let child = Command::new("node")
             .arg(&self.script)
             .arg(&self.packages)
             .arg(data.path())
-            .arg(spec.to_string())
+            .arg(&spec_path)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -136,7 +170,10 @@ impl SurrealPeer {
         let output = tokio::time::timeout(timeout, child)
             .await
             .map_err(|_| {
-                Error::new(ErrorCode::RequestTimeout, format!("the SurrealDB script ran longer than {timeout:?}"))
+                Error::new(
+                    ErrorCode::RequestTimeout,
+                    format!("the SurrealDB script ran longer than {timeout:?}"),
+                )
             })?
             .map_err(|err| Error::internal(format!("cannot run node: {err}")))?;
         let stdout = String::from_utf8_lossy(&output.stdout);
@@ -149,8 +186,11 @@ impl SurrealPeer {
                 stderr.lines().rev().take(3).collect::<Vec<_>>().join(" / ")
             )));
         };
-        let parsed: ScriptOutput = serde_json::from_str(line)
-            .map_err(|err| Error::internal(format!("the SurrealDB script printed unreadable JSON: {err}")))?;
+        let parsed: ScriptOutput = serde_json::from_str(line).map_err(|err| {
+            Error::internal(format!(
+                "the SurrealDB script printed unreadable JSON: {err}"
+            ))
+        })?;
         Ok(RunSet {
             runs: parsed.runs.into_iter().map(into_run).collect(),
         })
@@ -174,4 +214,3 @@ fn into_run(run: ScriptRun) -> RunResult {
         ..RunResult::default()
     }
 }
-

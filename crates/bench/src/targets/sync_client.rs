@@ -162,7 +162,10 @@ impl SyncClient {
             };
             let pending: Vec<_> = reader_shared.pending.lock().drain().collect();
             for (_, reply) in pending {
-                let _ = reply.send(Err(Error::new(ErrorCode::StorageUnavailable, reason.clone())));
+                let _ = reply.send(Err(Error::new(
+                    ErrorCode::StorageUnavailable,
+                    reason.clone(),
+                )));
             }
             reader_shared.closed.send_replace(Some(reason));
         });
@@ -255,7 +258,8 @@ impl SyncClient {
         .await?;
         *version += 1;
         drop(version);
-        self.wait_watch(&mut transitions, |count| *count > seen).await
+        self.wait_watch(&mut transitions, |count| *count > seen)
+            .await
     }
 
     /// Run mutation `udf_path` with `args`; returns once its `MutationResponse` arrived.
@@ -284,7 +288,8 @@ impl SyncClient {
         .await?;
         *version += 1;
         drop(version);
-        self.wait_watch(&mut identity, |confirmed| *confirmed > base).await
+        self.wait_watch(&mut identity, |confirmed| *confirmed > base)
+            .await
     }
 
     async fn wait_watch<T, F>(&self, receiver: &mut watch::Receiver<T>, done: F) -> Result<()>
@@ -318,7 +323,6 @@ impl SyncClient {
         })
         .await
     }
-
 }
 
 fn handle_frame(shared: &Shared, text: &str) {
@@ -371,7 +375,10 @@ fn handle_frame(shared: &Shared, text: &str) {
                     .result
                     .map(|result| result.to_string())
                     .unwrap_or_else(|| "no error message".to_string());
-                Err(Error::new(ErrorCode::UserError, format!("mutation failed: {text}")))
+                Err(Error::new(
+                    ErrorCode::UserError,
+                    format!("mutation failed: {text}"),
+                ))
             };
             let _ = reply.send(outcome);
         }

@@ -15,8 +15,10 @@ use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use conflux_auth::{AuthConfig, CustomJwtProvider, JwksSource, JwtValidator, SigningAlgorithm, ValidatorSettings};
-use conflux_common::{Error, Result, TokenValidator};
+use conflux_auth::{
+    AuthConfig, CustomJwtProvider, JwksSource, JwtValidator, SigningAlgorithm, ValidatorSettings,
+};
+use conflux_common::{Error, Result};
 use conflux_local_oidc::{LocalOidcConfig, LocalOidcProvider, TestAlg, TestKey};
 use serde_json::{json, Value as Json};
 
@@ -57,23 +59,30 @@ pub async fn run(ctx: &Context) -> Result<String> {
     })
     .await?;
     let issuer = provider.issuer();
-    let jwks = JwksSource::parse(&provider.jwks_uri())?;
-    let validator = JwtValidator::builder(AuthConfig::new().with_provider(
-        CustomJwtProvider::new(&issuer, jwks, SigningAlgorithm::ES256)?.with_application_id(AUDIENCE),
-    ))
-    .build()?;
-    let validator: Arc<dyn TokenValidator> = Arc::new(validator);
+    let providers = AuthConfig::new().with_provider(
+        CustomJwtProvider::new(
+            &issuer,
+            JwksSource::parse(&provider.jwks_uri())?,
+            SigningAlgorithm::ES256,
+        )?
+        .with_application_id(AUDIENCE),
+    );
 
     let total = profile.a1_authentications;
     let signing = std::iter::once(0).chain(1..=total).map(|user| {
         provider.sign_token_with(claims(&issuer, user), TestAlg::ES256, &Default::default())
     });
     let tokens: Vec<String> = signing.collect::<Result<_>>()?;
-    // Warm the key cache: the JWKS is fetched once, before anything is measured.
-    validator.validate(&tokens[0]).await?;
 
-    let target = ConfluxWs::start(Some(validator.clone())).await?;
-    let outcome = measure_auth(ctx, target.url(), &tokens[1..]).await;
+    let target = ConfluxWs::start(Some(providers)).await?;
+    let outcome = async {
+        // Warm the server's key cache: the JWKS is fetched once, before anything is measured.
+        let warm = SyncClient::connect(target.url()).await?;
+        warm.authenticate(&tokens[0]).await?;
+        drop(warm);
+        measure_auth(ctx, target.url(), &tokens[1..]).await
+    }
+    .await;
     target.shutdown().await;
     provider.shutdown().await;
     let (auth, round_trip) = outcome?;
@@ -100,8 +109,14 @@ pub async fn run(ctx: &Context) -> Result<String> {
     );
     let mut table = Table::new(&["Measure", "p50 ms", "p95 ms", "p99 ms", "max ms", "n"]);
     for (label, summary) in [
-        ("Authenticate → confirming Transition (client-observed)", auth),
-        ("Empty protocol round trip on the same connections", round_trip),
+        (
+            "Authenticate → confirming Transition (client-observed)",
+            auth,
+        ),
+        (
+            "Empty protocol round trip on the same connections",
+            round_trip,
+        ),
     ] {
         table.row(vec![
             label.to_string(),
@@ -121,7 +136,11 @@ pub async fn run(ctx: &Context) -> Result<String> {
     );
     let mut table = Table::new(&["Token", "validations/s per core", "µs each"]);
     for (label, rate) in per_core {
-        table.row(vec![label, thousands(rate.round() as u64), format!("{:.1}", 1e6 / rate.max(1.0))]);
+        table.row(vec![
+            label,
+            thousands(rate.round() as u64),
+            format!("{:.1}", 1e6 / rate.max(1.0)),
+        ]);
     }
     out.push_str(&table.markdown());
     Ok(out)
@@ -145,7 +164,12 @@ async fn measure_auth(ctx: &Context, url: &str, tokens: &[String]) -> Result<(Su
     let mut tasks = Vec::with_capacity(connections);
     for (index, client) in clients.iter().enumerate() {
         let client = client.clone();
-        let mine: Vec<String> = tokens.iter().skip(index).step_by(connections).cloned().collect();
+        let mine: Vec<String> = tokens
+            .iter()
+            .skip(index)
+            .step_by(connections)
+            .cloned()
+            .collect();
         tasks.push(tokio::spawn(async move {
             let mut auth = new_histogram();
             let mut round_trip = new_histogram();
@@ -181,19 +205,36 @@ async fn validations_per_core(length: Duration) -> Result<Vec<(String, f64)>> {
         runtime.block_on(async move {
             let es = TestKey::es256()?;
             let rs = TestKey::rsa(0).await?;
-            let provider = |issuer: &str, key: &TestKey, alg| -> Result<CustomJwtProvider> {
-                Ok(CustomJwtProvider::new(issuer, JwksSource::inline(&key.jwks(), "inline")?, alg)?
+            let provider =
+                |issuer: &str, key: &TestKey, alg| -> Result<CustomJwtProvider> {
+                    Ok(CustomJwtProvider::new(
+                        issuer,
+                        JwksSource::inline(&key.jwks(), "inline")?,
+                        alg,
+                    )?
                     .with_application_id(AUDIENCE))
-            };
+                };
             let config = AuthConfig::new()
-                .with_provider(provider("https://es.bench.invalid", &es, SigningAlgorithm::ES256)?)
-                .with_provider(provider("https://rs.bench.invalid", &rs, SigningAlgorithm::RS256)?);
+                .with_provider(provider(
+                    "https://es.bench.invalid",
+                    &es,
+                    SigningAlgorithm::ES256,
+                )?)
+                .with_provider(provider(
+                    "https://rs.bench.invalid",
+                    &rs,
+                    SigningAlgorithm::RS256,
+                )?);
             let settings = |entries| ValidatorSettings {
                 token_cache_entries: entries,
                 ..ValidatorSettings::default()
             };
-            let cold = JwtValidator::builder(config.clone()).settings(settings(0)).build()?;
-            let cached = JwtValidator::builder(config).settings(settings(1024)).build()?;
+            let cold = JwtValidator::builder(config.clone())
+                .settings(settings(0))
+                .build()?;
+            let cached = JwtValidator::builder(config)
+                .settings(settings(1024))
+                .build()?;
             let es_token = es.sign(&claims("https://es.bench.invalid", 1))?;
             let rs_token = rs.sign(&claims("https://rs.bench.invalid", 1))?;
             let mut rates = Vec::new();
@@ -211,7 +252,10 @@ async fn validations_per_core(length: Duration) -> Result<Vec<(String, f64)>> {
                     }
                     count += 16;
                 }
-                rates.push((label.to_string(), count as f64 / started.elapsed().as_secs_f64()));
+                rates.push((
+                    label.to_string(),
+                    count as f64 / started.elapsed().as_secs_f64(),
+                ));
             }
             Ok(rates)
         })

@@ -133,8 +133,12 @@ impl Context {
     /// Start a fresh instance of `system`; the error is the note to print.
     pub async fn start(&self, system: Driven) -> std::result::Result<Arc<dyn Target>, String> {
         let started: Result<Arc<dyn Target>> = match system {
-            Driven::ConfluxWs => ConfluxWs::start(None).await.map(|t| Arc::new(t) as Arc<dyn Target>),
-            Driven::ConfluxInProcess => ConfluxInProcess::start().map(|t| Arc::new(t) as Arc<dyn Target>),
+            Driven::ConfluxWs => ConfluxWs::start(None)
+                .await
+                .map(|t| Arc::new(t) as Arc<dyn Target>),
+            Driven::ConfluxInProcess => ConfluxInProcess::start()
+                .await
+                .map(|t| Arc::new(t) as Arc<dyn Target>),
             Driven::Floor => Floor::start().await.map(|t| Arc::new(t) as Arc<dyn Target>),
             Driven::PocketBase => match &self.peers.pocketbase {
                 Ok((binary, version)) => PocketBase::start(binary, version)
@@ -150,9 +154,24 @@ impl Context {
     pub fn describe(&self, system: Driven) -> TargetInfo {
         use crate::targets::{System, Transport};
         let (system, name, transport, durability) = match system {
-            Driven::ConfluxWs => (System::Conflux, "Conflux".to_string(), Transport::Loopback, crate::targets::conflux_ws::DURABILITY),
-            Driven::ConfluxInProcess => (System::Conflux, "Conflux".to_string(), Transport::InProcess, crate::targets::conflux_ws::DURABILITY),
-            Driven::Floor => (System::Floor, "Floor (bare WebSocket)".to_string(), Transport::Loopback, "none (memory only)"),
+            Driven::ConfluxWs => (
+                System::Conflux,
+                "Conflux".to_string(),
+                Transport::Loopback,
+                crate::targets::conflux_ws::DURABILITY,
+            ),
+            Driven::ConfluxInProcess => (
+                System::Conflux,
+                "Conflux".to_string(),
+                Transport::InProcess,
+                crate::targets::conflux_ws::DURABILITY,
+            ),
+            Driven::Floor => (
+                System::Floor,
+                "Floor (bare WebSocket)".to_string(),
+                Transport::Loopback,
+                "none (memory only)",
+            ),
             Driven::PocketBase => (
                 System::PocketBase,
                 match &self.peers.pocketbase {

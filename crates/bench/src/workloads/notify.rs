@@ -18,9 +18,9 @@ use crate::measure::latency::{RunResult, RunSet};
 use crate::measure::recorder::Recorder;
 use crate::measure::schedule::open_loop;
 use crate::message::MessageSpec;
-use crate::settings::{Profile, WRITER_CONNECTIONS};
+use crate::settings::{Profile, SMALL_LIMIT, WRITER_CONNECTIONS};
 use crate::targets::surreal::SurrealPeer;
-use crate::targets::{Counters, Target};
+use crate::targets::Target;
 
 /// Subscriber connections opened at once during setup.
 const CONNECT_CONCURRENCY: usize = 64;
@@ -51,35 +51,52 @@ pub struct NotifyPlan {
 }
 
 impl NotifyPlan {
-    /// A plan at `rate` for `profile`, with the write channels chosen by `channel_of(seq)`.
+    /// A plan at `rate` for `profile`: one subscription per entry of `channels`, each write
+    /// going to `channel_of(seq)`. Defaults: one subscription per connection, the latest
+    /// [`SMALL_LIMIT`] messages, 200 B documents, one subscriber per written channel.
     pub fn new(
         profile: &Profile,
         channels: Vec<String>,
-        per_connection: usize,
-        limit: usize,
         rate: f64,
-        size: usize,
-        expected_per_write: u32,
         channel_of: impl Fn(u64) -> String,
     ) -> NotifyPlan {
         let runs_writes = profile.runs_writes(rate);
         let total: u64 = runs_writes.iter().sum();
         NotifyPlan {
             channels,
-            per_connection: per_connection.max(1),
-            limit,
+            per_connection: 1,
+            limit: SMALL_LIMIT,
             rate,
             write_channels: (0..total).map(channel_of).collect(),
             runs_writes,
-            expected_per_write,
-            size,
+            expected_per_write: 1,
+            size: 200,
             drain: profile.drain,
         }
     }
 
-    /// Connections the subscriptions are spread over (loopback systems).
-    pub fn connections(&self) -> usize {
-        self.channels.len().div_ceil(self.per_connection)
+    /// Spread the subscriptions `per_connection` to a connection.
+    pub fn per_connection(mut self, per_connection: usize) -> NotifyPlan {
+        self.per_connection = per_connection.max(1);
+        self
+    }
+
+    /// Subscribe to the latest `limit` messages.
+    pub fn limit(mut self, limit: usize) -> NotifyPlan {
+        self.limit = limit;
+        self
+    }
+
+    /// Documents of `size` bytes.
+    pub fn size(mut self, size: usize) -> NotifyPlan {
+        self.size = size;
+        self
+    }
+
+    /// Each write reaches `subscribers` subscriptions.
+    pub fn expected_per_write(mut self, subscribers: u32) -> NotifyPlan {
+        self.expected_per_write = subscribers;
+        self
     }
 }
 
@@ -103,12 +120,14 @@ pub async fn run_target(target: Arc<dyn Target>, plan: &NotifyPlan) -> Result<Ru
         .await
         .into_iter()
         .collect::<Result<Vec<_>>>()?;
-    recorder.wait_ready(plan.channels.len(), READY_TIMEOUT).await?;
+    recorder
+        .wait_ready(plan.channels.len(), READY_TIMEOUT)
+        .await?;
     target.prepare_writers(WRITER_CONNECTIONS).await?;
     let scope = target.cpu_scope();
     let mut runs = Vec::new();
     for run in 0..plan.runs_writes.len() {
-        let cpu_before = scope.seconds().ok();
+        let cpu_before = scope.snapshot().ok();
         let counters_before = target.counters();
         let started = tokio::time::Instant::now();
         let seqs = recorder.seqs(run);
@@ -137,48 +156,33 @@ pub async fn run_target(target: Arc<dyn Target>, plan: &NotifyPlan) -> Result<Ru
         let expected = writes * u64::from(plan.expected_per_write);
         let deadline = tokio::time::Instant::now() + plan.drain;
         recorder.wait_run(run, expected, true, deadline).await;
-        let cpu_after = scope.seconds().ok();
+        let cpu_after = scope.snapshot().ok();
         let counters = target.counters().since(&counters_before);
         if run == 0 {
             continue;
         }
-        runs.push(result_of(&recorder, run, plan, writes, expected, seconds, cpu_before, cpu_after, counters));
+        let cpu_seconds = cpu_before
+            .zip(cpu_after)
+            .map(|(before, after)| after.seconds_since(&before));
+        runs.push(RunResult {
+            latency: recorder.delivery_summary(run),
+            last_subscriber: recorder.last_subscriber_summary(run, plan.expected_per_write),
+            ack: recorder.ack_summary(run),
+            delivered: recorder.delivered_in(run),
+            expected,
+            writes,
+            failed_writes: recorder.failed_in(run),
+            seconds,
+            cpu_seconds,
+            executions: counters.executions,
+            reruns: counters.reruns,
+            spurious_reruns: counters.spurious_reruns,
+            commits: counters.commits,
+            conflicts: counters.conflicts,
+        });
     }
     drop(guards);
     Ok(RunSet { runs })
-}
-
-#[allow(clippy::too_many_arguments)]
-fn result_of(
-    recorder: &Recorder,
-    run: usize,
-    plan: &NotifyPlan,
-    writes: u64,
-    expected: u64,
-    seconds: f64,
-    cpu_before: Option<f64>,
-    cpu_after: Option<f64>,
-    counters: Counters,
-) -> RunResult {
-    RunResult {
-        latency: recorder.delivery_summary(run),
-        last_subscriber: recorder.last_subscriber_summary(run, plan.expected_per_write),
-        ack: recorder.ack_summary(run),
-        delivered: recorder.delivered_in(run),
-        expected,
-        writes,
-        failed_writes: recorder.failed_in(run),
-        seconds,
-        cpu_seconds: match (cpu_before, cpu_after) {
-            (Some(before), Some(after)) => Some(after - before),
-            _ => None,
-        },
-        executions: counters.executions,
-        reruns: counters.reruns,
-        spurious_reruns: counters.spurious_reruns,
-        commits: counters.commits,
-        conflicts: counters.conflicts,
-    }
 }
 
 /// Run `plan` in the SurrealDB script.
@@ -226,7 +230,9 @@ pub async fn run_systems(
         ctx.progress(&format!("{config}: {}", info.label()));
         let outcome = match ctx.start(system).await {
             Ok(target) => {
-                let result = run_target(target.clone(), plan).await.map_err(|err| err.to_string());
+                let result = run_target(target.clone(), plan)
+                    .await
+                    .map_err(|err| err.to_string());
                 target.shutdown().await;
                 Outcome {
                     target: target.info().clone(),

@@ -20,9 +20,9 @@ pub async fn run(ctx: &Context) -> Result<String> {
     for (index, &(rate, size)) in profile.w1.iter().enumerate() {
         let config = format!("{rate} writes/s, {size} B docs");
         let channel = format!("w1-{index}");
-        let plan = NotifyPlan::new(profile, vec![channel.clone()], 1, W1_LIMIT, rate, size, 1, |_| {
-            channel.clone()
-        });
+        let plan = NotifyPlan::new(profile, vec![channel.clone()], rate, |_| channel.clone())
+            .limit(W1_LIMIT)
+            .size(size);
         outcomes.extend(run_systems(ctx, &config, &plan, |_| None, None).await);
     }
     Ok(render(ctx, &outcomes))
@@ -86,9 +86,15 @@ fn render(ctx: &Context, outcomes: &[Outcome]) -> String {
         ctx.profile.describe_runs()
     );
     out.push_str(&table.markdown());
-    let _ = writeln!(out, "\nRatios (Conflux ÷ peer, same transport, same run):\n");
+    let _ = writeln!(
+        out,
+        "\nRatios (Conflux ÷ peer, same transport, same run):\n"
+    );
     out.push_str(
-        &ratios(outcomes, |run| (run.latency.p50, run.latency.p99, run.cpu_per_1k())).markdown(),
+        &ratios(outcomes, |run| {
+            (run.latency.p50, run.latency.p99, run.cpu_per_1k())
+        })
+        .markdown(),
     );
     out
 }

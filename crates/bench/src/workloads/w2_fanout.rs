@@ -24,13 +24,10 @@ pub async fn run(ctx: &Context) -> Result<String> {
         let plan = NotifyPlan::new(
             profile,
             vec![channel.clone(); subscribers],
-            1,
-            SMALL_LIMIT,
             profile.w2_rate,
-            200,
-            subscribers as u32,
             |_| channel.clone(),
-        );
+        )
+        .expected_per_write(subscribers as u32);
         outcomes.extend(run_systems(ctx, &config, &plan, |_| None, None).await);
     }
     Ok(render(ctx, &outcomes))
@@ -79,8 +76,12 @@ fn render(ctx: &Context, outcomes: &[Outcome]) -> String {
                 ms(run.latency.p95),
                 ms(run.latency.p99),
                 ms(run.latency.max),
-                run.last_subscriber.map(|s| ms(s.p50)).unwrap_or_else(|| "n/a".into()),
-                run.last_subscriber.map(|s| ms(s.p99)).unwrap_or_else(|| "n/a".into()),
+                run.last_subscriber
+                    .map(|s| ms(s.p50))
+                    .unwrap_or_else(|| "n/a".into()),
+                run.last_subscriber
+                    .map(|s| ms(s.p99))
+                    .unwrap_or_else(|| "n/a".into()),
                 format!("{}/{}", thousands(run.delivered), thousands(run.expected)),
                 executions_per_write(outcome),
                 cpu_cell(run.cpu_per_1k()),
@@ -112,11 +113,20 @@ fn render(ctx: &Context, outcomes: &[Outcome]) -> String {
         ctx.profile.describe_runs()
     );
     out.push_str(&table.markdown());
-    let _ = writeln!(out, "\nRatios (Conflux ÷ peer, same transport, same run), per-subscriber latency:\n");
-    out.push_str(
-        &ratios(outcomes, |run| (run.latency.p50, run.latency.p99, run.cpu_per_1k())).markdown(),
+    let _ = writeln!(
+        out,
+        "\nRatios (Conflux ÷ peer, same transport, same run), per-subscriber latency:\n"
     );
-    let _ = writeln!(out, "\nRatios on the time until the last subscriber has the write:\n");
+    out.push_str(
+        &ratios(outcomes, |run| {
+            (run.latency.p50, run.latency.p99, run.cpu_per_1k())
+        })
+        .markdown(),
+    );
+    let _ = writeln!(
+        out,
+        "\nRatios on the time until the last subscriber has the write:\n"
+    );
     out.push_str(
         &ratios(outcomes, |run| {
             let last = run.last_subscriber.unwrap_or_default();

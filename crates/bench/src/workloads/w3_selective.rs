@@ -33,36 +33,39 @@ pub async fn run(ctx: &Context) -> Result<String> {
     let mut outcomes: Vec<Outcome> = Vec::new();
     for &subscriptions in &profile.w3_subscriptions {
         let connections = subscriptions.min(W3_MAX_CONNECTIONS);
-        let per_connection = subscriptions.div_ceil(connections).min(MAX_SUBSCRIPTIONS_PER_CLIENT);
-        let channels: Vec<String> = (0..subscriptions).map(|i| format!("w3-{subscriptions}-{i}")).collect();
+        let per_connection = subscriptions
+            .div_ceil(connections)
+            .min(MAX_SUBSCRIPTIONS_PER_CLIENT);
+        let channels: Vec<String> = (0..subscriptions)
+            .map(|i| format!("w3-{subscriptions}-{i}"))
+            .collect();
         let mut rng = StdRng::seed_from_u64(subscriptions as u64);
         let total: u64 = profile.runs_writes(profile.w3_rate).iter().sum();
         let targets: Vec<String> = (0..total)
             .map(|_| channels[rng.gen_range(0..channels.len())].clone())
             .collect();
-        let plan = NotifyPlan::new(
-            profile,
-            channels,
-            per_connection,
-            SMALL_LIMIT,
-            profile.w3_rate,
-            200,
-            1,
-            |seq| targets[seq as usize].clone(),
-        );
-        let config = format!(
-            "N = {} ({} connections over loopback)",
-            thousands(subscriptions as u64),
-            thousands(plan.connections() as u64)
-        );
+        let plan = NotifyPlan::new(profile, channels, profile.w3_rate, |seq| {
+            targets[seq as usize].clone()
+        })
+        .per_connection(per_connection);
+        let config = format!("N = {}", thousands(subscriptions as u64));
         let loopback_max = profile.w3_loopback_max;
-        let skip = |system: Driven| match system {
+        let quick = profile.quick;
+        let skip = |system: Driven| {
+            match system {
             Driven::ConfluxInProcess => None,
+            _ if subscriptions > loopback_max && quick => Some(format!(
+                "--quick runs loopback systems up to {} subscriptions",
+                thousands(loopback_max as u64)
+            )),
             _ if subscriptions > loopback_max => Some(format!(
-                "{} subscriptions run in-process only, to stay within the file-descriptor limit and the time budget",
-                thousands(subscriptions as u64)
+                "{} subscriptions run through the in-process API only: the loopback runs stop at {} \
+                 subscriptions to stay within the open-files limit and the time budget",
+                thousands(subscriptions as u64),
+                thousands(loopback_max as u64)
             )),
             _ => None,
+        }
         };
         let surreal_skip = (subscriptions > SURREAL_MAX).then(|| {
             format!(
@@ -114,7 +117,11 @@ fn render(ctx: &Context, outcomes: &[Outcome]) -> String {
                     ms(run.latency.p99),
                     ms(run.latency.max),
                     format!("{}/{}", thousands(run.delivered), thousands(run.expected)),
-                    if conflux { per_write(run.reruns, run.writes) } else { "n/a (not exposed)".into() },
+                    if conflux {
+                        per_write(run.reruns, run.writes)
+                    } else {
+                        "n/a (not exposed)".into()
+                    },
                     match (conflux, run.spurious_reruns) {
                         (true, Some(spurious)) => thousands(spurious),
                         _ => "n/a (not exposed)".into(),
@@ -142,6 +149,7 @@ fn render(ctx: &Context, outcomes: &[Outcome]) -> String {
         out,
         "N subscriptions, each to the latest {SMALL_LIMIT} messages of its own channel; one \
          open-loop writer at {} writes/s to channels chosen at random (seeded), 200 B documents. \
+         Over loopback the subscriptions are spread over min(N, {W3_MAX_CONNECTIONS}) connections. \
          Re-runs and spurious re-runs (re-runs whose result did not change, goal 0) come from \
          the sync crate's counters; commit = scheduled write → the writer's acknowledgement \
          (Conflux: MutationResponse after the durable commit; PocketBase: the REST answer; \
@@ -151,9 +159,15 @@ fn render(ctx: &Context, outcomes: &[Outcome]) -> String {
         ctx.profile.describe_runs()
     );
     out.push_str(&table.markdown());
-    let _ = writeln!(out, "\nRatios on delivery latency (Conflux ÷ peer, same transport, same run):\n");
+    let _ = writeln!(
+        out,
+        "\nRatios on delivery latency (Conflux ÷ peer, same transport, same run):\n"
+    );
     out.push_str(
-        &ratios(outcomes, |run| (run.latency.p50, run.latency.p99, run.cpu_per_1k())).markdown(),
+        &ratios(outcomes, |run| {
+            (run.latency.p50, run.latency.p99, run.cpu_per_1k())
+        })
+        .markdown(),
     );
     let _ = writeln!(out, "\nRatios on commit cost:\n");
     out.push_str(

@@ -75,7 +75,12 @@ struct Phase {
 }
 
 /// K closed-loop clients over a warm-up and the measured runs.
-async fn run_target(ctx: &Context, target: Arc<dyn Target>, clients: usize, keys: usize) -> Result<RunSet> {
+async fn run_target(
+    ctx: &Context,
+    target: Arc<dyn Target>,
+    clients: usize,
+    keys: usize,
+) -> Result<RunSet> {
     let profile = &ctx.profile;
     target.prepare_counters(clients, keys).await?;
     let phases: Arc<Vec<Phase>> = Arc::new(
@@ -90,7 +95,8 @@ async fn run_target(ctx: &Context, target: Arc<dyn Target>, clients: usize, keys
     let stop = Arc::new(AtomicBool::new(false));
     let mut tasks = Vec::with_capacity(clients);
     for client in 0..clients {
-        let (target, phases, phase, stop) = (target.clone(), phases.clone(), phase.clone(), stop.clone());
+        let (target, phases, phase, stop) =
+            (target.clone(), phases.clone(), phase.clone(), stop.clone());
         tasks.push(tokio::spawn(async move {
             let mut rng = StdRng::seed_from_u64(client as u64 + 1);
             while !stop.load(Ordering::Relaxed) {
@@ -102,7 +108,10 @@ async fn run_target(ctx: &Context, target: Arc<dyn Target>, clients: usize, keys
                     break;
                 };
                 match outcome {
-                    Ok(()) => record(&mut cell.latencies.lock(), started.elapsed().as_micros() as u64),
+                    Ok(()) => record(
+                        &mut cell.latencies.lock(),
+                        started.elapsed().as_micros() as u64,
+                    ),
                     Err(err) => {
                         if cell.failed.fetch_add(1, Ordering::Relaxed) == 0 {
                             tracing::warn!("increment failed: {err}");
@@ -115,14 +124,18 @@ async fn run_target(ctx: &Context, target: Arc<dyn Target>, clients: usize, keys
     let scope = target.cpu_scope();
     let mut runs = Vec::new();
     for index in 0..=profile.runs {
-        let length = if index == 0 { profile.warmup } else { profile.run };
-        let cpu_before = scope.seconds().ok();
+        let length = if index == 0 {
+            profile.warmup
+        } else {
+            profile.run
+        };
+        let cpu_before = scope.snapshot().ok();
         let counters_before = target.counters();
         phase.store(index, Ordering::Relaxed);
         let started = Instant::now();
         tokio::time::sleep(length).await;
         let seconds = started.elapsed().as_secs_f64();
-        let cpu_after = scope.seconds().ok();
+        let cpu_after = scope.snapshot().ok();
         let counters = target.counters().since(&counters_before);
         if index == 0 {
             continue;
@@ -138,7 +151,9 @@ async fn run_target(ctx: &Context, target: Arc<dyn Target>, clients: usize, keys
             writes: latency.count,
             failed_writes: cell.failed.load(Ordering::Relaxed) as u64,
             seconds,
-            cpu_seconds: cpu_before.zip(cpu_after).map(|(before, after)| after - before),
+            cpu_seconds: cpu_before
+                .zip(cpu_after)
+                .map(|(before, after)| after.seconds_since(&before)),
             commits: counters.commits,
             conflicts: counters.conflicts,
             ..RunResult::default()
@@ -163,9 +178,15 @@ fn commits_per_second(run: &RunResult) -> f64 {
 fn conflict_rate(outcome: &Outcome, run: &RunResult) -> String {
     match (outcome.target.system, run.conflicts, run.commits) {
         (System::Conflux | System::Surreal, Some(conflicts), Some(commits)) if commits > 0 => {
-            format!("{:.3} ({} conflicts)", conflicts as f64 / commits as f64, thousands(conflicts))
+            format!(
+                "{:.3} ({} conflicts)",
+                conflicts as f64 / commits as f64,
+                thousands(conflicts)
+            )
         }
-        (System::PocketBase, _, _) => "0 by design (atomic `n+` update, SQLite serializes writers)".into(),
+        (System::PocketBase, _, _) => {
+            "0 by design (atomic `n+` update, SQLite serializes writers)".into()
+        }
         (System::Floor, _, _) => "– (in-memory counter, no transactions)".into(),
         _ => "n/a".into(),
     }
@@ -233,9 +254,15 @@ fn render(ctx: &Context, outcomes: &[Outcome]) -> String {
         ctx.profile.describe_runs()
     );
     out.push_str(&table.markdown());
-    let _ = writeln!(out, "\nRatios (Conflux ÷ peer, same transport, same run) on increment latency:\n");
+    let _ = writeln!(
+        out,
+        "\nRatios (Conflux ÷ peer, same transport, same run) on increment latency:\n"
+    );
     out.push_str(
-        &ratios(outcomes, |run| (run.latency.p50, run.latency.p99, run.cpu_per_1k())).markdown(),
+        &ratios(outcomes, |run| {
+            (run.latency.p50, run.latency.p99, run.cpu_per_1k())
+        })
+        .markdown(),
     );
     out
 }

@@ -44,16 +44,19 @@ const ALL_BACK_TIMEOUT: Duration = Duration::from_secs(90);
 /// The clients' retry interval after a lost connection.
 const RETRY: Duration = Duration::from_millis(250);
 
+/// A server started as `conflux-bench __serve <kind> <port> [dir]`.
+struct ChildServer {
+    kind: &'static str,
+    port: u16,
+    dir: Option<tempfile::TempDir>,
+    child: Option<Child>,
+    pid: u32,
+}
+
 /// The server of one measurement.
 enum Server {
-    /// `conflux-bench __serve <kind> <port> [dir]`.
-    Child {
-        kind: &'static str,
-        port: u16,
-        dir: Option<tempfile::TempDir>,
-        child: Option<Child>,
-        pid: u32,
-    },
+    /// Conflux or the floor, in a child process.
+    Child(Box<ChildServer>),
     /// PocketBase.
     PocketBase(Arc<PocketBase>),
 }
@@ -65,13 +68,13 @@ impl Server {
         } else {
             None
         };
-        let mut server = Server::Child {
+        let mut server = Server::Child(Box::new(ChildServer {
             kind,
             port: free_port()?,
             dir,
             child: None,
             pid: 0,
-        };
+        }));
         server.spawn().await?;
         Ok(server)
     }
@@ -79,7 +82,14 @@ impl Server {
     /// Start the child process and wait for its `listening` line.
     async fn spawn(&mut self) -> Result<()> {
         match self {
-            Server::Child { kind, port, dir, child, pid } => {
+            Server::Child(server) => {
+                let ChildServer {
+                    kind,
+                    port,
+                    dir,
+                    child,
+                    pid,
+                } = server.as_mut();
                 let exe = std::env::current_exe().map_err(Error::internal)?;
                 let mut command = Command::new(exe);
                 command.arg(serve::COMMAND).arg(*kind).arg(port.to_string());
@@ -92,7 +102,9 @@ impl Server {
                     .stderr(Stdio::inherit())
                     .kill_on_drop(true)
                     .spawn()
-                    .map_err(|err| Error::internal(format!("cannot start the {kind} server: {err}")))?;
+                    .map_err(|err| {
+                        Error::internal(format!("cannot start the {kind} server: {err}"))
+                    })?;
                 *pid = spawned.id().unwrap_or(0);
                 let stdout = spawned
                     .stdout
@@ -101,11 +113,18 @@ impl Server {
                 let mut lines = BufReader::new(stdout).lines();
                 let line = tokio::time::timeout(Duration::from_secs(60), lines.next_line())
                     .await
-                    .map_err(|_| Error::new(ErrorCode::RequestTimeout, format!("the {kind} server did not start within 60 s")))?
+                    .map_err(|_| {
+                        Error::new(
+                            ErrorCode::RequestTimeout,
+                            format!("the {kind} server did not start within 60 s"),
+                        )
+                    })?
                     .map_err(Error::internal)?
                     .unwrap_or_default();
                 if !line.starts_with("listening") {
-                    return Err(Error::internal(format!("the {kind} server failed to start: {line:?}")));
+                    return Err(Error::internal(format!(
+                        "the {kind} server failed to start: {line:?}"
+                    )));
                 }
                 *child = Some(spawned);
                 Ok(())
@@ -116,8 +135,8 @@ impl Server {
 
     async fn kill(&mut self) {
         match self {
-            Server::Child { child, .. } => {
-                if let Some(mut child) = child.take() {
+            Server::Child(server) => {
+                if let Some(mut child) = server.child.take() {
                     let _ = child.kill().await;
                 }
             }
@@ -127,14 +146,14 @@ impl Server {
 
     fn pid(&self) -> u32 {
         match self {
-            Server::Child { pid, .. } => *pid,
+            Server::Child(server) => server.pid,
             Server::PocketBase(pocketbase) => pocketbase.pid(),
         }
     }
 
     fn url(&self) -> String {
         match self {
-            Server::Child { port, .. } => format!("ws://127.0.0.1:{port}/api/sync"),
+            Server::Child(server) => format!("ws://127.0.0.1:{}/api/sync", server.port),
             Server::PocketBase(pocketbase) => pocketbase.base().to_string(),
         }
     }
@@ -177,7 +196,11 @@ async fn idle_client(server: ClientKind, index: usize, syncs: Arc<Syncs>, gate: 
     let channel = format!("w5-{}", index % DISTINCT_QUERIES);
     let mut first = true;
     loop {
-        let permit = if first { gate.clone().acquire_owned().await.ok() } else { None };
+        let permit = if first {
+            gate.clone().acquire_owned().await.ok()
+        } else {
+            None
+        };
         let synced = match &server {
             ClientKind::Sync(url) => sync_once(url, &channel).await,
             ClientKind::PocketBase(pocketbase) => pocketbase_once(pocketbase, &channel).await,
@@ -221,7 +244,9 @@ impl Session {
 
 async fn sync_once(url: &str, channel: &str) -> Result<Session> {
     let client = SyncClient::connect(url).await?;
-    client.add_queries(LIST, &[list_args(channel, SMALL_LIMIT)], None).await?;
+    client
+        .add_queries(LIST, &[list_args(channel, SMALL_LIMIT)], None)
+        .await?;
     client.wait_for_results().await?;
     Ok(Session::Sync(client))
 }
@@ -246,20 +271,35 @@ struct Measured {
 async fn measure(mut server: Server, connections: usize) -> Result<Measured> {
     let kind = match &server {
         Server::PocketBase(pocketbase) => ClientKind::PocketBase(pocketbase.clone()),
-        Server::Child { .. } => ClientKind::Sync(server.url()),
+        Server::Child(_) => ClientKind::Sync(server.url()),
     };
     let syncs = Arc::new(Syncs::default());
     let gate = Arc::new(Semaphore::new(OPEN_CONCURRENCY));
     // One client first, so the baseline includes a served connection's one-time costs.
-    let warm = TaskGuard(tokio::spawn(idle_client(kind.clone(), 0, syncs.clone(), gate.clone())));
+    let warm = TaskGuard(tokio::spawn(idle_client(
+        kind.clone(),
+        0,
+        syncs.clone(),
+        gate.clone(),
+    )));
     syncs.wait_for(1, ALL_BACK_TIMEOUT).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     let rss_before = rss_bytes(Some(server.pid()))?;
     let opening = Instant::now();
     let clients: Vec<TaskGuard> = (1..=connections)
-        .map(|index| TaskGuard(tokio::spawn(idle_client(kind.clone(), index, syncs.clone(), gate.clone()))))
+        .map(|index| {
+            TaskGuard(tokio::spawn(idle_client(
+                kind.clone(),
+                index,
+                syncs.clone(),
+                gate.clone(),
+            )))
+        })
         .collect();
-    let opened = syncs.wait_for(connections + 1, ALL_BACK_TIMEOUT).await.saturating_sub(1);
+    let opened = syncs
+        .wait_for(connections + 1, ALL_BACK_TIMEOUT)
+        .await
+        .saturating_sub(1);
     let open_seconds = opening.elapsed().as_secs_f64();
     tokio::time::sleep(Duration::from_secs(1)).await;
     let rss_after = rss_bytes(Some(server.pid()))?;
@@ -311,14 +351,21 @@ pub async fn run(ctx: &Context) -> Result<String> {
         let systems: [(&str, &str, &str); 3] = [
             ("conflux", "Conflux", DURABILITY),
             ("floor", "Floor (bare WebSocket)", "none (memory only)"),
-            ("pocketbase", "PocketBase", "SQLite WAL, synchronous=NORMAL: no fsync per commit (observed)"),
+            (
+                "pocketbase",
+                "PocketBase",
+                "SQLite WAL, synchronous=NORMAL: no fsync per commit (observed)",
+            ),
         ];
         for (kind, name, durability) in systems {
             let name = match (&ctx.peers.pocketbase, kind) {
                 (Ok((_, version)), "pocketbase") => format!("{name} {version}"),
                 _ => name.to_string(),
             };
-            ctx.progress(&format!("{} idle connections: {name}", thousands(connections as u64)));
+            ctx.progress(&format!(
+                "{} idle connections: {name}",
+                thousands(connections as u64)
+            ));
             let server = match kind {
                 "pocketbase" => match &ctx.peers.pocketbase {
                     Ok((binary, version)) => PocketBase::start(binary, version)
@@ -327,11 +374,17 @@ pub async fn run(ctx: &Context) -> Result<String> {
                         .map_err(|err| format!("could not start: {err}")),
                     Err(reason) => Err(format!("not installed: {reason}")),
                 },
-                "conflux" => Server::start_child("conflux").await.map_err(|err| err.to_string()),
-                _ => Server::start_child("floor").await.map_err(|err| err.to_string()),
+                "conflux" => Server::start_child("conflux")
+                    .await
+                    .map_err(|err| err.to_string()),
+                _ => Server::start_child("floor")
+                    .await
+                    .map_err(|err| err.to_string()),
             };
             let measured = match server {
-                Ok(server) => measure(server, connections).await.map_err(|err| err.to_string()),
+                Ok(server) => measure(server, connections)
+                    .await
+                    .map_err(|err| err.to_string()),
                 Err(reason) => Err(reason),
             };
             let mut row = vec![
@@ -343,9 +396,15 @@ pub async fn run(ctx: &Context) -> Result<String> {
             match measured {
                 Ok(m) => {
                     let mib = |bytes: u64| format!("{:.1}", bytes as f64 / 1024.0 / 1024.0);
-                    let per = m.rss_after.saturating_sub(m.rss_before) as f64 / 1024.0 / m.opened.max(1) as f64;
+                    let per = m.rss_after.saturating_sub(m.rss_before) as f64
+                        / 1024.0
+                        / m.opened.max(1) as f64;
                     row.extend([
-                        format!("{:.2} ({} opened)", m.open_seconds, thousands(m.opened as u64)),
+                        format!(
+                            "{:.2} ({} opened)",
+                            m.open_seconds,
+                            thousands(m.opened as u64)
+                        ),
                         mib(m.rss_before),
                         mib(m.rss_after),
                         format!("{per:.1}"),
@@ -353,7 +412,11 @@ pub async fn run(ctx: &Context) -> Result<String> {
                         ms(m.resync.p50),
                         ms(m.resync.p99),
                         ms(m.resync.max),
-                        format!("{}/{}", thousands(m.back as u64), thousands(connections as u64 + 1)),
+                        format!(
+                            "{}/{}",
+                            thousands(m.back as u64),
+                            thousands(connections as u64 + 1)
+                        ),
                     ]);
                 }
                 Err(reason) => {
