@@ -133,7 +133,9 @@ impl Connection {
         let started = Instant::now();
         let started_ns = epoch_ns();
         self.socket.authenticate(base, token).await;
-        let confirmation = self.next_transition(|t| t["endVersion"]["identity"] == base + 1).await;
+        let confirmation = self
+            .next_transition(|t| t["endVersion"]["identity"] == base + 1)
+            .await;
         let round_trip = started.elapsed();
         self.identity_version = base + 1;
         if let Some(series) = series {
@@ -148,7 +150,9 @@ impl Connection {
         let started = Instant::now();
         let started_ns = epoch_ns();
         self.socket.subscribe(base, &[]).await;
-        let transition = self.next_transition(|t| t["endVersion"]["querySet"] == base + 1).await;
+        let transition = self
+            .next_transition(|t| t["endVersion"]["querySet"] == base + 1)
+            .await;
         let round_trip = started.elapsed();
         self.query_set_version = base + 1;
         record(series, &transition, started_ns, round_trip);
@@ -157,7 +161,10 @@ impl Connection {
     async fn next_transition(&mut self, wanted: impl Fn(&Json) -> bool) -> Json {
         loop {
             let message = self.socket.next().await;
-            assert_ne!(message["type"], "AuthError", "a token was refused: {message}");
+            assert_ne!(
+                message["type"], "AuthError",
+                "a token was refused: {message}"
+            );
             if message["type"] == "Transition" && wanted(&message) {
                 return message;
             }
@@ -244,10 +251,12 @@ async fn run() {
     let total = authentications_wanted();
     let per_connection = total.div_ceil(CONNECTIONS);
     let refreshes_per_connection = (per_connection / REFRESH_SHARE).max(1);
-    eprintln!("starting the deployment and signing in {} users…", 2 * CONNECTIONS);
-    let deployment = Arc::new(
-        SignInDeployment::start(chat::chat_app(), "http://localhost:5173").await,
+    eprintln!(
+        "starting the deployment and signing in {} users…",
+        2 * CONNECTIONS
     );
+    let deployment =
+        Arc::new(SignInDeployment::start(chat::chat_app(), "http://localhost:5173").await);
     let runner = deployment.server.runner().clone();
 
     // Messages, so that each query reads something.
@@ -263,7 +272,13 @@ async fn run() {
                 };
                 inserts.push(async move {
                     runner
-                        .run_mutation("messages:insertAs", args, Identity::Anonymous, Caller::Internal, None)
+                        .run_mutation(
+                            "messages:insertAs",
+                            args,
+                            Identity::Anonymous,
+                            Caller::Internal,
+                            None,
+                        )
                         .await
                         .result
                         .expect("a seed message is inserted");
@@ -289,7 +304,11 @@ async fn run() {
             // the first user only.
             let count = per_connection / 2
                 + WARM_UP_PER_CONNECTION
-                + if which == 0 { refreshes_per_connection + 1 } else { 1 };
+                + if which == 0 {
+                    refreshes_per_connection + 1
+                } else {
+                    1
+                };
             supplies.push(tokio::spawn(mint(
                 deployment.http.clone(),
                 deployment.server.site_url().to_owned(),
@@ -328,7 +347,9 @@ async fn run() {
         conn.identity_version = 1;
         conn.query_set_version = 1;
         let first = conn
-            .next_transition(|t| t["endVersion"]["identity"] == 1 && t["endVersion"]["querySet"] == 1)
+            .next_transition(|t| {
+                t["endVersion"]["identity"] == 1 && t["endVersion"]["querySet"] == 1
+            })
             .await;
         assert_eq!(
             first["modifications"].as_array().map(Vec::len),
@@ -419,13 +440,43 @@ async fn run() {
         "", "p50 ms", "p99 ms", "p99.9 ms", "max ms", "n"
     );
     println!("server-stamped: client about to write → serverTs of the confirming Transition");
-    println!("{}", sign_in.server_stamped.row("sign-in (new user, 10 queries re-run)"));
-    println!("{}", refresh.server_stamped.row("refresh (same session, nothing re-runs)"));
-    println!("{}", floor.server_stamped.row("floor: empty ModifyQuerySet → Transition"));
+    println!(
+        "{}",
+        sign_in
+            .server_stamped
+            .row("sign-in (new user, 10 queries re-run)")
+    );
+    println!(
+        "{}",
+        refresh
+            .server_stamped
+            .row("refresh (same session, nothing re-runs)")
+    );
+    println!(
+        "{}",
+        floor
+            .server_stamped
+            .row("floor: empty ModifyQuerySet → Transition")
+    );
     println!("client round trip: client about to write → confirming Transition read");
-    println!("{}", sign_in.round_trip.row("sign-in (new user, 10 queries re-run)"));
-    println!("{}", refresh.round_trip.row("refresh (same session, nothing re-runs)"));
-    println!("{}", floor.round_trip.row("floor: empty ModifyQuerySet → Transition"));
+    println!(
+        "{}",
+        sign_in
+            .round_trip
+            .row("sign-in (new user, 10 queries re-run)")
+    );
+    println!(
+        "{}",
+        refresh
+            .round_trip
+            .row("refresh (same session, nothing re-runs)")
+    );
+    println!(
+        "{}",
+        floor
+            .round_trip
+            .row("floor: empty ModifyQuerySet → Transition")
+    );
     let metrics = sync.metrics();
     println!();
     println!(

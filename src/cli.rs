@@ -98,8 +98,31 @@ async fn dispatch(app: App, cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Auth(AuthCommand::Check { token }) => {
-            let report = crate::server::explain_token(app, &cli.serve, &token).await?;
+            let (report, origins) = crate::server::explain_token(app, &cli.serve, &token).await?;
             println!("{report}");
+            // A token of the built-in sign-in is only valid while its session lasts, which
+            // only the deployment knows (its data folder is in use while it runs).
+            let session = report.outcome.as_ref().ok().and_then(|identity| {
+                let own = identity.issuer == origins.site;
+                let from_subject = || {
+                    identity
+                        .subject
+                        .split_once('|')
+                        .map(|(_, session)| session.to_owned())
+                };
+                identity
+                    .session_id
+                    .clone()
+                    .or_else(|| own.then(from_subject).flatten())
+            });
+            if let Some(session) = session {
+                println!(
+                    "Session `{session}`: not checked here. The deployment also refuses the \
+                     token once this session is signed out or expired; ask it with\n  curl -H \
+                     'Authorization: Bearer <token>' {}/api/auth/session",
+                    origins.site
+                );
+            }
             if report.accepted() {
                 Ok(())
             } else {

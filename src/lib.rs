@@ -54,7 +54,7 @@ pub use server::Server;
 pub use conflux_auth as auth;
 pub use conflux_common::{Error, ErrorCode, Identity, Result, UserIdentity};
 pub use conflux_db::{Document, IndexRange, Order, PaginationOpts, Schema, TableDef};
-pub use conflux_functions::{ActionCtx, MutationCtx, QueryCtx};
+pub use conflux_functions::{ActionCtx, Caller, FunctionRunner, MutationCtx, QueryCtx};
 pub use conflux_http::{handler, HttpActionCtx, HttpActionRequest, RouteMethod};
 pub use conflux_sync::LiveQuery;
 pub use conflux_values::validator::v;
@@ -82,3 +82,18 @@ impl App {
 #[doc = include_str!("../README.md")]
 #[cfg(doctest)]
 pub struct ReadmeDoctests;
+
+/// The code of `docs/getting-started.md`, compiled.
+#[doc = include_str!("../docs/getting-started.md")]
+#[cfg(doctest)]
+pub struct GettingStartedDoctests;
+
+/// The examples of `docs/embedding.md`, compiled and run.
+#[doc = include_str!("../docs/embedding.md")]
+#[cfg(doctest)]
+pub struct EmbeddingDoctests;
+
+/// The code of `docs/auth.md`, compiled.
+#[doc = include_str!("../docs/auth.md")]
+#[cfg(doctest)]
+pub struct AuthDoctests;

@@ -269,7 +269,7 @@ pub(crate) async fn explain_token(
     mut app: App,
     config: &ServeConfig,
     token: &str,
-) -> Result<conflux_auth::ValidationReport> {
+) -> Result<(conflux_auth::ValidationReport, Origins)> {
     app.take_errors()?;
     let data_dir = data_dir_of(&app, config);
     let origins = planned_origins(config);
@@ -282,7 +282,7 @@ pub(crate) async fn explain_token(
              providers, so every token is rejected.",
         )
     })?;
-    Ok(validator.explain(token).await)
+    Ok((validator.explain(token).await, origins))
 }
 
 /// Open the app's store for `export` / `import` (the server must not be running).

@@ -14,7 +14,9 @@
 //! - the fixed paths: a client that authenticates at connect receives no signed-out
 //!   result at all, and the middleware pattern makes the first request after the
 //!   redirect authenticated.
-//! - refreshes without churn, and the exact error texts `docs/auth-race.md` quotes.
+//! - refreshes without churn (no query runs again for a new token of the same session),
+//!   a token whose claims changed (it must move the queries that read them), and the
+//!   exact error texts `docs/auth-race.md` quotes.
 //!
 //! The timelines are printed (`cargo test --test auth_race -- --nocapture` shows them).
 
@@ -25,13 +27,13 @@ mod chat;
 
 use std::time::Duration;
 
-use conflux_local_oidc::TestUser;
-use conflux_testkit::node::{event_name, NodeScenario, NpmClients};
-use serde_json::{json, Value as Json};
 use auth_race_support::{
     follow_to_app, query_param, query_value, Browser, SignInDeployment, SyncSocket, Timeline,
     PATIENCE,
 };
+use conflux_local_oidc::TestUser;
+use conflux_testkit::node::{event_name, NodeScenario, NpmClients};
+use serde_json::{json, Value as Json};
 
 /// How long every socket token validation is held: the width of the reproduced window.
 const VALIDATION_DELAY: Duration = Duration::from_millis(300);
@@ -107,8 +109,7 @@ fn first_confirmation(events: &[Json]) -> &Json {
     events_named(events, "received")
         .into_iter()
         .find(|e| {
-            e["type"] == "Transition"
-                && e["endIdentity"].as_u64() > e["startIdentity"].as_u64()
+            e["type"] == "Transition" && e["endIdentity"].as_u64() > e["startIdentity"].as_u64()
         })
         .unwrap_or_else(|| panic!("no identity confirmation in {events:?}"))
 }
@@ -139,8 +140,7 @@ fn client_moments(timeline: &mut Timeline, events: &[Json]) {
                     Some(_) => ", users:viewer failed",
                     None => "",
                 };
-                let confirms = if event["endIdentity"].as_u64() > event["startIdentity"].as_u64()
-                {
+                let confirms = if event["endIdentity"].as_u64() > event["startIdentity"].as_u64() {
                     " (confirms the identity)"
                 } else {
                     ""
@@ -181,33 +181,40 @@ fn framework_moments(timeline: &mut Timeline, events: &[Json]) {
         let Some(t) = event["t"].as_f64() else {
             continue;
         };
-        let what = match event_name(event) {
-            "request" => format!(
-                "← {} {}{}",
-                event["method"].as_str().unwrap_or_default(),
-                event["path"].as_str().unwrap_or_default(),
-                if event["hadCode"] == true { "?code=…" } else { "" }
-            ),
-            "check" => format!(
-                "\"is authenticated?\" → {} ({})",
-                event["authenticated"],
-                if event["hadCookie"] == true {
-                    "GET /api/auth/session with the cookie's JWT"
-                } else {
-                    "no cookie"
-                }
-            ),
-            "exchange" => format!(
+        let what =
+            match event_name(event) {
+                "request" => format!(
+                    "← {} {}{}",
+                    event["method"].as_str().unwrap_or_default(),
+                    event["path"].as_str().unwrap_or_default(),
+                    if event["hadCode"] == true {
+                        "?code=…"
+                    } else {
+                        ""
+                    }
+                ),
+                "check" => format!(
+                    "\"is authenticated?\" → {} ({})",
+                    event["authenticated"],
+                    if event["hadCookie"] == true {
+                        "GET /api/auth/session with the cookie's JWT"
+                    } else {
+                        "no cookie"
+                    }
+                ),
+                "exchange" => {
+                    format!(
                 "POST /api/auth/token {{code, verifier}} → {}; cookies set, 307 without code",
                 if event["ok"] == true { "tokens" } else { "refused" }
-            ),
-            "refresh" => "POST /api/auth/token {refreshToken} → new cookies".to_owned(),
-            "signout" => format!(
-                "POST /api/auth/signout → signedOut {}; cookies cleared",
-                event["signedOut"]
-            ),
-            _ => continue,
-        };
+            )
+                }
+                "refresh" => "POST /api/auth/token {refreshToken} → new cookies".to_owned(),
+                "signout" => format!(
+                    "POST /api/auth/signout → signedOut {}; cookies cleared",
+                    event["signedOut"]
+                ),
+                _ => continue,
+            };
         timeline.at(t, "app server", what);
     }
 }
@@ -229,7 +236,10 @@ async fn naive_mode_the_server_check_and_an_early_subscription_answer_signed_out
     let mut browser = Browser::new();
 
     // A single-page app: its JavaScript starts the sign-in and keeps the verifier.
-    timeline.now("browser", "signIn(\"google\") → the sign-in route → Google → callback");
+    timeline.now(
+        "browser",
+        "signIn(\"google\") → the sign-in route → Google → callback",
+    );
     let (landing, verifier) = deployment
         .google_sign_in(&mut browser, json!({"redirectTo": "/dashboard"}))
         .await;
@@ -365,7 +375,10 @@ async fn a_client_that_authenticates_at_connect_receives_zero_signed_out_results
     let site = deployment.server.site_url().to_owned();
     let mut browser = Browser::new();
     let mut timeline = Timeline::default();
-    timeline.now("browser", "signIn(\"google\") → the sign-in route → Google → callback");
+    timeline.now(
+        "browser",
+        "signIn(\"google\") → the sign-in route → Google → callback",
+    );
     let (landing, verifier) = deployment
         .google_sign_in(&mut browser, json!({"redirectTo": "/dashboard"}))
         .await;
@@ -494,7 +507,10 @@ async fn with_the_middleware_pattern_the_first_request_after_the_redirect_is_aut
         .is_some_and(|cookie| cookie.clears()));
 
     // The first request after the redirect: authenticated.
-    timeline.now("browser", "GET /dashboard (follows the 307, with the cookies)");
+    timeline.now(
+        "browser",
+        "GET /dashboard (follows the 307, with the cookies)",
+    );
     let page = browser.get(location.as_str()).await;
     assert_eq!(page.status, 200, "{}", page.body);
     let page = page.json();
@@ -536,14 +552,18 @@ async fn with_the_middleware_pattern_the_first_request_after_the_redirect_is_aut
     assert_eq!(summary["states"][0], json!(true), "{summary}");
 
     // Another tab, signed in with the same token, to watch the sign-out reach it.
-    timeline.now("tab 2", "→ Connect, Authenticate, ModifyQuerySet [users:viewer]");
+    timeline.now(
+        "tab 2",
+        "→ Connect, Authenticate, ModifyQuerySet [users:viewer]",
+    );
     let mut socket = SyncSocket::connect(deployment.server.client_url()).await;
     socket.authenticate(0, &token).await;
-    socket
-        .subscribe(0, &[(0, "users:viewer", json!({}))])
-        .await;
+    socket.subscribe(0, &[(0, "users:viewer", json!({}))]).await;
     let signed_in = socket.next().await;
-    timeline.now("tab 2", "← Transition identity 0→1, users:viewer = the user");
+    timeline.now(
+        "tab 2",
+        "← Transition identity 0→1, users:viewer = the user",
+    );
     assert_eq!(signed_in["endVersion"]["identity"], json!(1), "{signed_in}");
     assert_eq!(
         query_value(&signed_in, 0).map(|viewer| &viewer["_id"]),
@@ -563,7 +583,9 @@ async fn with_the_middleware_pattern_the_first_request_after_the_redirect_is_aut
         "__convexAuthOAuthVerifier",
     ] {
         assert!(
-            signed_out.cookie(name).is_some_and(|cookie| cookie.clears()),
+            signed_out
+                .cookie(name)
+                .is_some_and(|cookie| cookie.clears()),
             "{name} is cleared"
         );
     }
@@ -572,7 +594,11 @@ async fn with_the_middleware_pattern_the_first_request_after_the_redirect_is_aut
     let ended = socket.next().await;
     timeline.now(
         "tab 2",
-        format!("← {} {}", ended["type"].as_str().unwrap_or_default(), ended["error"]),
+        format!(
+            "← {} {}",
+            ended["type"].as_str().unwrap_or_default(),
+            ended["error"]
+        ),
     );
     assert_eq!(ended["type"], "AuthError", "{ended}");
     assert_eq!(ended["error"], conflux_sync::SESSION_ENDED);
@@ -702,7 +728,10 @@ async fn a_refreshed_token_for_the_same_session_moves_the_identity_version_witho
         "all ten queries ran again for the new user"
     );
     assert!(
-        socket.next_within(Duration::from_millis(200)).await.is_none(),
+        socket
+            .next_within(Duration::from_millis(200))
+            .await
+            .is_none(),
         "nothing else follows: the switch took one Transition"
     );
 }
@@ -728,47 +757,234 @@ async fn auth_error_for(client_url: &str, token: &str) -> String {
     refused["error"].as_str().expect("an error text").to_owned()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn print_error_texts() {
+/// Replace what differs between runs (ports, ids) so the texts read as users see them
+/// with the default ports.
+struct Placeholders(Vec<(String, String)>);
+
+impl Placeholders {
+    fn apply(&self, text: &str) -> String {
+        self.0.iter().fold(text.to_owned(), |text, (real, shown)| {
+            text.replace(real, shown)
+        })
+    }
+}
+
+/// Every error text `docs/auth-race.md` quotes, produced by the real components, with
+/// what identifies it.
+async fn real_error_texts() -> Vec<(&'static str, String)> {
     let deployment = SignInDeployment::start(chat::chat_app(), UNVISITED_APP).await;
     let client = deployment.server.client_url().to_owned();
     let site = deployment.server.site_url().to_owned();
     let http = &deployment.http;
-    let mut texts: Vec<(String, String)> = Vec::new();
-    let (s, t) = get_text(http, &format!("{client}/api/auth/callback/google?code=1&state=2")).await;
-    texts.push((format!("callback on client origin {s}"), t));
-    let (s, t) = get_text(http, &format!("{site}/api/auth/signin/github?code=1")).await;
-    texts.push((format!("unknown provider {s}"), t));
-    let (s, t) = get_text(http, &format!("{site}/api/auth/callback/github?code=1")).await;
-    texts.push((format!("unknown provider callback {s}"), t));
-    let (s, t) = get_text(http, &format!("{site}/dashboard?code=12345678")).await;
-    texts.push((format!("site dashboard {s}"), t.chars().take(200).collect()));
-    let (s, b) = deployment.post_site("/api/auth/signout", json!({}), None).await;
-    texts.push((format!("signout nothing {s}"), b.to_string()));
-    let (s, b) = deployment.post_site("/api/auth/signout", json!({}), Some("not-a-jwt")).await;
-    texts.push((format!("signout garbage {s}"), b.to_string()));
-    let r = http.get(format!("{site}/api/auth/session")).send().await.unwrap();
-    texts.push(("session none".into(), r.text().await.unwrap()));
-    texts.push(("session garbage".into(), deployment.session("not-a-jwt").await.to_string()));
-    let mut browser = Browser::new();
-    let (token, _r) = deployment.sign_in_tokens(&mut browser).await;
-    let (s, b) = deployment.post_site("/api/auth/signout", json!({}), Some(&token)).await;
-    texts.push((format!("signout ok {s}"), b.to_string()));
-    texts.push(("session ended".into(), deployment.session(&token).await.to_string()));
-    texts.push(("socket ended".into(), auth_error_for(&client, &token).await));
-    texts.push(("socket garbage".into(), auth_error_for(&client, "not-a-jwt").await));
-    let foreign = deployment.provider.sign_token(json!({"iss": deployment.provider.issuer(), "sub": "x", "aud": "convex", "iat": 1, "exp": 4_000_000_000u64})).unwrap();
-    texts.push(("socket foreign".into(), auth_error_for(&client, &foreign).await));
-    // An app without sign-in.
-    let dir = tempfile::tempdir().unwrap();
-    let bare = conflux::App::new("bare").start(&conflux::ServeConfig::for_tests(dir.path())).await.unwrap();
-    let (s, t) = get_text(http, &format!("{}/api/auth/callback/google?code=1", bare.site_url())).await;
-    texts.push((format!("bare callback {s}"), t));
-    let (s, t) = get_text(http, &format!("{}/dashboard?code=1", bare.site_url())).await;
-    texts.push((format!("bare dashboard {s}"), t));
-    texts.push(("bare socket".into(), auth_error_for(bare.client_url(), &token).await));
-    for (label, text) in texts {
-        println!("=== {label}\n{text}\n");
-    }
-    println!("client {client} site {site} bare {} {}", bare.client_url(), bare.site_url());
+    let mut texts = Vec::new();
+
+    // Problem 2: "No matching routes found" after the redirect.
+    let (status, text) = get_text(
+        http,
+        &format!("{client}/api/auth/callback/google?code=1&state=2"),
+    )
+    .await;
+    assert_eq!(status, 404);
+    texts.push(("a callback sent to the client API origin", text));
+    let (status, text) = get_text(http, &format!("{site}/api/auth/signin/github?code=1")).await;
+    assert_eq!(status, 404);
+    texts.push(("a provider that is not configured", text));
+    let dir = tempfile::tempdir().expect("a temporary data folder");
+    let bare = conflux::App::new("bare")
+        .start(&conflux::ServeConfig::for_tests(dir.path()))
+        .await
+        .expect("an app without sign-in starts");
+    let (status, text) = get_text(
+        http,
+        &format!("{}/api/auth/callback/google?code=1", bare.site_url()),
+    )
+    .await;
+    assert_eq!(status, 404);
+    texts.push(("an app without the sign-in", text));
+
+    // Problem 3: the server-side check.
+    let response = http
+        .get(format!("{site}/api/auth/session"))
+        .send()
+        .await
+        .expect("the site answers");
+    texts.push((
+        "the session endpoint without a token",
+        response.text().await.expect("a body"),
+    ));
+
+    // Problem 1: sign-out from server code; the open socket of the session hears it.
+    let (status, refused) = deployment
+        .post_site("/api/auth/signout", json!({}), None)
+        .await;
+    assert_eq!(status, 400);
+    texts.push(("a sign-out without credentials", refused.to_string()));
+    let (token, _refresh) = deployment.sign_in_tokens(&mut Browser::new()).await;
+    let session = deployment.session(&token).await;
+    let mut socket = SyncSocket::connect(&client).await;
+    socket.authenticate(0, &token).await;
+    socket.subscribe(0, &[(0, "users:viewer", json!({}))]).await;
+    assert_eq!(socket.next().await["endVersion"]["identity"], json!(1));
+    let (status, signed_out) = deployment
+        .post_site("/api/auth/signout", json!({}), Some(&token))
+        .await;
+    assert_eq!((status, signed_out), (200, json!({"signedOut": true})));
+    let ended = socket.next().await;
+    assert_eq!(ended["type"], "AuthError", "{ended}");
+    assert_eq!(ended["authUpdateAttempted"], json!(false));
+    texts.push((
+        "an open socket when its session ends",
+        ended["error"].as_str().expect("a text").to_owned(),
+    ));
+    texts.push((
+        "the session endpoint after the sign-out",
+        deployment.session(&token).await.to_string(),
+    ));
+
+    // Problem 4: tokens the socket refuses.
+    texts.push((
+        "a token of an ended session",
+        auth_error_for(&client, &token).await,
+    ));
+    texts.push(("not a JWT", auth_error_for(&client, "not-a-jwt").await));
+    let foreign = deployment
+        .provider
+        .sign_token(json!({
+            "iss": deployment.provider.issuer(), "sub": "someone", "aud": "convex",
+            "iat": 1_700_000_000u64, "exp": 4_000_000_000u64,
+        }))
+        .expect("the provider signs");
+    texts.push((
+        "a token of an issuer the app does not trust",
+        auth_error_for(&client, &foreign).await,
+    ));
+    texts.push((
+        "an app that trusts no issuer",
+        auth_error_for(bare.client_url(), &token).await,
+    ));
+
+    let placeholders = Placeholders(vec![
+        (client.clone(), "http://127.0.0.1:3210".into()),
+        (site.clone(), "http://127.0.0.1:3211".into()),
+        (bare.client_url().to_owned(), "http://127.0.0.1:3210".into()),
+        (bare.site_url().to_owned(), "http://127.0.0.1:3211".into()),
+        (
+            deployment.provider.issuer(),
+            "https://login.example.com".into(),
+        ),
+        (
+            session["sessionId"].as_str().expect("a session").to_owned(),
+            "<sessionId>".into(),
+        ),
+        (
+            session["userId"].as_str().expect("a user").to_owned(),
+            "<userId>".into(),
+        ),
+    ]);
+    texts
+        .into_iter()
+        .map(|(what, text)| (what, placeholders.apply(&text)))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_error_texts_quoted_in_docs_auth_race_md_are_the_ones_users_get() {
+    let texts = real_error_texts().await;
+    assert!(texts[..3]
+        .iter()
+        .all(|(_, text)| text.starts_with(conflux_http::NO_MATCHING_ROUTES)));
+    assert_eq!(texts[5].1, conflux_sync::SESSION_ENDED);
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/auth-race.md");
+    let doc = std::fs::read_to_string(path).expect("docs/auth-race.md exists");
+    let stale: Vec<String> = texts
+        .iter()
+        .filter(|(_, text)| !doc.contains(text.as_str()))
+        .map(|(what, text)| format!("--- {what}:\n{text}\n"))
+        .collect();
+    assert!(
+        stale.is_empty(),
+        "docs/auth-race.md must quote these texts exactly as users get them (default ports, \
+         placeholder ids); update the document:\n{}",
+        stale.join("\n")
+    );
+}
+
+// ----------------------------------------------------------------------------------------
+// Claims that change within a session
+// ----------------------------------------------------------------------------------------
+
+/// A token of `https://tokens.example.com` for `sub` with a `role` claim.
+fn role_token(key: &conflux_local_oidc::TestKey, sub: &str, role: &str) -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    key.sign(&json!({
+        "iss": "https://tokens.example.com", "sub": sub, "aud": "conflux-test",
+        "iat": now, "exp": now + 3600, "role": role,
+    }))
+    .expect("the key signs")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_token_of_the_same_user_with_other_claims_moves_the_queries_that_read_them() {
+    use conflux::auth::{AuthConfig, CustomJwtProvider, JwksSource, SigningAlgorithm};
+    use conflux::{v, Value};
+
+    let key = conflux_local_oidc::TestKey::rsa(0)
+        .await
+        .expect("a test key");
+    let issuer = CustomJwtProvider::new(
+        "https://tokens.example.com",
+        JwksSource::inline(&key.jwks(), "the test issuer").expect("a JWKS"),
+        SigningAlgorithm::RS256,
+    )
+    .expect("a provider")
+    .with_application_id("conflux-test");
+    let app = conflux::App::new("roles")
+        .query("me:role", v::no_args(), |ctx, _args| {
+            let role = ctx
+                .auth()
+                .user()
+                .and_then(|user| user.attributes.get("role"))
+                .and_then(|role| role.as_str())
+                .map_or(Value::Null, Value::from);
+            Ok(role)
+        })
+        .token_providers(AuthConfig::new().with_provider(issuer));
+    let dir = tempfile::tempdir().expect("a temporary data folder");
+    let server = app
+        .start(&conflux::ServeConfig::for_tests(dir.path()))
+        .await
+        .expect("the app starts");
+
+    // Ada is a member; her tab subscribes to her role.
+    let mut tab = SyncSocket::connect(server.client_url()).await;
+    tab.authenticate(0, &role_token(&key, "ada", "member"))
+        .await;
+    tab.subscribe(0, &[(0, "me:role", json!({}))]).await;
+    let first = tab.next().await;
+    assert_eq!(query_value(&first, 0), Some(&json!("member")), "{first}");
+
+    // She is made an admin; a second tab signs in with the new token.
+    let admin = role_token(&key, "ada", "admin");
+    let mut other = SyncSocket::connect(server.client_url()).await;
+    other.authenticate(0, &admin).await;
+    other.subscribe(0, &[(0, "me:role", json!({}))]).await;
+    let other_first = other.next().await;
+    assert_eq!(
+        query_value(&other_first, 0),
+        Some(&json!("admin")),
+        "a new connection with the admin token sees the admin role: {other_first}"
+    );
+
+    // The first tab gets the new token too (its client refreshed).
+    tab.authenticate(1, &admin).await;
+    let moved = tab.next().await;
+    assert_eq!(moved["endVersion"]["identity"], json!(2), "{moved}");
+    assert_eq!(
+        query_value(&moved, 0),
+        Some(&json!("admin")),
+        "the confirmation of the new claims carries the query that reads them: {moved}"
+    );
 }

@@ -13,7 +13,8 @@
 //! - `redirect`, then `SITE_URL`, then `redirectTo` (no third line: no `redirectTo`).
 //!   Oracle: an accepted destination never leaves the site (same scheme, host and port as
 //!   `SITE_URL`) and holds no control character; adding the one-time code (or an error)
-//!   keeps it on the site, with exactly one `code` (or `error`) and none of the other.
+//!   keeps it on the site, with exactly one `code` (or `error`) and none of the other, and
+//!   gives a valid `Location` header value.
 
 #![no_main]
 
@@ -121,10 +122,21 @@ fn redirect_mode(input: &str) {
     let Ok(destination) = resolve_redirect(site_url, redirect_to) else {
         return;
     };
-    assert!(
-        redirect_to.is_none() || !destination.chars().any(char::is_control),
-        "a control character in the destination {destination:?}"
-    );
+    if redirect_to.is_some() {
+        // The final redirect puts the destination, with the code or the error, into a
+        // `Location` header; one that cannot be a header value fails the sign-in with a 500.
+        assert!(
+            !destination.chars().any(char::is_control),
+            "a control character in the destination {destination:?}"
+        );
+        for (name, value, other) in [("code", "12345678", "error"), ("error", "OAuthAccessDenied", "code")] {
+            let location = with_param(&destination, name, value, &[other]);
+            assert!(
+                HeaderValue::from_str(&location).is_ok(),
+                "the Location {location:?} is not a valid header value"
+            );
+        }
+    }
     // Only sites with a real authority can be compared; the security property is about them.
     let Ok(site) = Url::parse(site_url) else {
         return;

@@ -506,8 +506,7 @@ impl SyncSocket {
                 .ok()??;
             match frame {
                 Ok(Message::Text(text)) => {
-                    let json: Json =
-                        serde_json::from_str(&text).expect("server messages are JSON");
+                    let json: Json = serde_json::from_str(&text).expect("server messages are JSON");
                     if json["type"] != "Ping" {
                         return Some(json);
                     }

@@ -16,7 +16,15 @@
 // The client reconnects by itself when its connection drops; closing stdin ends the script.
 
 import { ConvexClient } from "convex/browser";
-import { deploymentUrl, emit, main, nextCommand, scenarioArgs, toJson } from "./lib/harness.mjs";
+import {
+  deploymentUrl,
+  emit,
+  main,
+  nextCommand,
+  scenarioArgs,
+  sleep,
+  toJson,
+} from "./lib/harness.mjs";
 
 const [timeoutMs, ...keys] = scenarioArgs();
 
@@ -76,7 +84,8 @@ main(
         });
       }
     }
-    await client.close();
+    // Closing waits for the socket to close; a relay that was just cut may never answer.
+    await Promise.race([client.close(), sleep(2_000)]);
   },
   { timeoutMs: Number(timeoutMs) || 600_000 },
 );

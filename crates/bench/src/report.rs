@@ -11,7 +11,7 @@ use std::path::Path;
 
 use conflux_common::{Error, Result};
 
-use crate::measure::latency::{RunResult, RunSet};
+use crate::measure::latency::{ms, RunResult, RunSet, Summary};
 use crate::targets::{System, TargetInfo, Transport};
 
 /// A Markdown table.
@@ -172,6 +172,16 @@ where
         }
     }
     table
+}
+
+/// One latency of `summary` in milliseconds, or `none` when nothing was recorded (for
+/// example nothing was delivered before the run's drain time ran out).
+pub fn latency_cell(summary: &Summary, pick: fn(&Summary) -> u64) -> String {
+    if summary.count == 0 {
+        "none".into()
+    } else {
+        ms(pick(summary))
+    }
 }
 
 /// CPU seconds per 1,000 with three significant digits.

@@ -14,7 +14,7 @@
 //! | `lists:init {keys}` | mutation | creates the empty list document of each key that has none |
 //! | `lists:read {key}` | query | the list of `key` (`[]` when it has no document) |
 //! | `lists:append {key, value, dedupe?}` | mutation | appends `value` to `key`'s list; returns the list as read plus `value` |
-//! | `lists:appendAndRead {key, value, read, dedupe?}` | mutation | the same, and reads the lists of the keys in `read`; returns `{key: list, ...}` |
+//! | `lists:appendAndRead {key, value, read, dedupe?}` | mutation | the same, and reads the lists of the keys in `read`; returns `{<key>: list, ...}` |
 //! | `blobs:put {key, body}` | mutation | stores a (large) string under `key` |
 //! | `blobs:keys {}` | query | the keys of every stored blob, sorted |
 //! | `flood:ping {}` | mutation | answers `"pong"`; a cheap request for the rate-limit test |
@@ -23,9 +23,12 @@
 //! | `identity:whoami {}` | query | the subject of the caller's token, or `null` |
 //!
 //! With `dedupe: true` an append whose value is already in the list appends nothing and
-//! returns the list as read: the Rust client 0.10.4 starts a new session on every socket,
-//! so the server cannot recognise a mutation it resends after a reconnect, and an
-//! application using that client makes its writes idempotent this way.
+//! says so: `lists:append` returns `{alreadyAppended: <list as read>}` and
+//! `lists:appendAndRead` adds `alreadyAppended: true` to its object. The Rust client
+//! 0.10.4 starts a new session on every socket, so the server cannot recognise a mutation
+//! it resends after a reconnect, and an application using that client makes its writes
+//! idempotent this way. The checker needs to know which transaction did the append: the
+//! lists such a resend returns were read after other clients' appends.
 //!
 //! Third-party tokens are trusted when the server starts with
 //! `CONFLUX_CHECKER_OIDC_ISSUER` (and `CONFLUX_CHECKER_OIDC_APPLICATION_ID`, default
@@ -87,8 +90,12 @@ pub fn checker_app() -> Result<App> {
                 let key = string_arg(&args, "key")?;
                 let value = number_arg(&args, "value")?;
                 let dedupe = matches!(args.get("dedupe"), Some(Value::Boolean(true)));
-                let list = append(&mut ctx.db(), &key, value, dedupe)?;
-                Ok(Value::Array(list))
+                Ok(match append(&mut ctx.db(), &key, value, dedupe)? {
+                    Appended::Now(list) => Value::Array(list),
+                    Appended::Before(list) => {
+                        Value::Object(object! {"alreadyAppended" => Value::Array(list)})
+                    }
+                })
             },
         )
         .mutation(
@@ -115,8 +122,15 @@ pub fn checker_app() -> Result<App> {
                     let items = doc.map(|doc| items_of(&doc.value)).unwrap_or_default();
                     out.insert(other.clone(), Value::Array(items))?;
                 }
-                let list = append(&mut db, &key, value, dedupe)?;
-                out.insert(key, Value::Array(list))?;
+                match append(&mut db, &key, value, dedupe)? {
+                    Appended::Now(list) => {
+                        out.insert(key, Value::Array(list))?;
+                    }
+                    Appended::Before(list) => {
+                        out.insert(key, Value::Array(list))?;
+                        out.insert("alreadyAppended".into(), Value::Boolean(true))?;
+                    }
+                }
                 Ok(Value::Object(out))
             },
         )
@@ -209,17 +223,24 @@ pub fn checker_app() -> Result<App> {
     Ok(app)
 }
 
-/// Append `value` to `key`'s list (creating the document if needed) and return the list
-/// as read plus `value`; with `dedupe`, a value already present is not appended again and
-/// the list is returned as read.
-fn append(db: &mut DbWriter<'_>, key: &str, value: f64, dedupe: bool) -> Result<Vec<Value>> {
+/// What [`append`] did.
+enum Appended {
+    /// Appended now: the list as read plus the value.
+    Now(Vec<Value>),
+    /// Already there (only with `dedupe`): the list as read.
+    Before(Vec<Value>),
+}
+
+/// Append `value` to `key`'s list (creating the document if needed); with `dedupe`, a value
+/// already present is not appended again.
+fn append(db: &mut DbWriter<'_>, key: &str, value: f64, dedupe: bool) -> Result<Appended> {
     let doc = db
         .query("lists")?
         .with_index("by_key", IndexRange::new().eq("key", key))?
         .first()?;
     let mut items = doc.as_ref().map(|doc| items_of(&doc.value)).unwrap_or_default();
     if dedupe && items.contains(&Value::Float64(value)) {
-        return Ok(items);
+        return Ok(Appended::Before(items));
     }
     items.push(Value::Float64(value));
     match doc {
@@ -228,7 +249,7 @@ fn append(db: &mut DbWriter<'_>, key: &str, value: f64, dedupe: bool) -> Result<
             db.insert("lists", object! {"key" => key, "items" => Value::Array(items.clone())})?;
         }
     }
-    Ok(items)
+    Ok(Appended::Now(items))
 }
 
 fn items_of(value: &Object) -> Vec<Value> {

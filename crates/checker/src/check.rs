@@ -304,7 +304,8 @@ impl fmt::Display for Anomaly {
             ),
             Anomaly::OwnAppendMisplaced { op, returned } => write!(
                 f,
-                "{op} returned {returned:?}, which does not end with its own append"
+                "{op}: the list it returned, {}, does not end with its own append",
+                show_list(returned)
             ),
             Anomaly::Garbled { op, text } => write!(f, "{op} returned something else: {text}"),
             Anomaly::WentBackwards {
@@ -439,16 +440,25 @@ fn describe_op(index: usize, op: &Op, kind: ClientKind) -> String {
         } => format!("append {value} to {key} and read {}", read.join(",")),
     };
     let outcome = match &op.outcome {
-        Outcome::Ok(lists) => {
-            let shown: Vec<String> = lists
+        Outcome::Ok(result) => {
+            let shown: Vec<String> = result
+                .lists
                 .iter()
                 .map(|(k, l)| format!("{k}={}", show_list(l)))
                 .collect();
-            format!("→ {}", shown.join(" "))
+            format!(
+                "→ {}{}",
+                shown.join(" "),
+                if result.already_appended {
+                    " (already appended)"
+                } else {
+                    ""
+                }
+            )
         }
         Outcome::Failed(err) => format!("→ failed: {}", first_line(err)),
         Outcome::Garbled(text) => format!("→ garbled: {text}"),
-        Outcome::Unknown => "→ no answer".to_owned(),
+        Outcome::Unknown(why) => format!("→ no answer ({why})"),
     };
     format!(
         "op#{index} [client {} {kind}, sent {}{}] {what} {outcome}",
@@ -500,17 +510,18 @@ pub fn check(history: &History) -> Analysis {
             })
         };
         match &op.outcome {
-            Outcome::Ok(lists) => {
+            Outcome::Ok(result) => {
                 stats.acknowledged += 1;
                 acknowledged.push(index);
-                let own = lists.get(&key).cloned().unwrap_or_default();
-                let others: Vec<(String, Vec<i64>)> = lists
+                let own = result.lists.get(&key).cloned().unwrap_or_default();
+                let others: Vec<(String, Vec<i64>)> = result
+                    .lists
                     .iter()
                     .filter(|(k, _)| **k != key)
                     .map(|(k, l)| (k.clone(), l.clone()))
                     .collect();
                 let count = own.iter().filter(|v| **v == value).count();
-                if count == 1 && own.last() == Some(&value) {
+                if !result.already_appended && count == 1 && own.last() == Some(&value) {
                     // The normal case: read the list, append to it.
                     let mut reads = others;
                     reads.push((key.clone(), own[..own.len() - 1].to_vec()));
@@ -523,7 +534,8 @@ pub fn check(history: &History) -> Analysis {
                     // The append took effect in an earlier application of the same request
                     // (an idempotent resend), or the result is wrong: model the write and
                     // the read as two transactions within the op's interval.
-                    if count != 1 || !op.kind.dedupe() {
+                    let explained = result.already_appended && count == 1 && op.kind.dedupe();
+                    if !explained {
                         anomalies.push(Anomaly::OwnAppendMisplaced {
                             op: describe.clone(),
                             returned: own.clone(),
@@ -550,7 +562,7 @@ pub fn check(history: &History) -> Analysis {
                 });
                 nodes.push(write_only(&mut graph));
             }
-            Outcome::Unknown => {
+            Outcome::Unknown(_) => {
                 stats.unknown += 1;
                 nodes.push(write_only(&mut graph));
             }
@@ -721,13 +733,20 @@ pub fn check(history: &History) -> Analysis {
         let observations: Vec<usize> = (0..history.observations.len())
             .filter(|i| history.observations[*i].client == client)
             .collect();
-        for pair in ops.windows(2) {
-            if history.ops[pair[0]].completed_ns.is_none() {
+        // Each acknowledged mutation precedes the next ones up to the next acknowledged
+        // one (unanswered ones in between are ordered after it, not before anything).
+        for (position, from_op) in ops.iter().enumerate() {
+            if history.ops[*from_op].completed_ns.is_none() {
                 continue;
             }
-            for from in &op_nodes[pair[0]] {
-                for to in &op_nodes[pair[1]] {
-                    graph.edge(*from, *to, Edge::Process { client });
+            for to_op in &ops[position + 1..] {
+                for from in &op_nodes[*from_op] {
+                    for to in &op_nodes[*to_op] {
+                        graph.edge(*from, *to, Edge::Process { client });
+                    }
+                }
+                if history.ops[*to_op].completed_ns.is_some() {
+                    break;
                 }
             }
         }

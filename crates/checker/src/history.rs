@@ -88,17 +88,27 @@ impl OpKind {
     }
 }
 
+/// What an acknowledged append returned.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct OpResult {
+    /// The lists the transaction returned, by key (its own key: as read plus its value).
+    pub lists: BTreeMap<String, Vec<i64>>,
+    /// The value was found already appended (an idempotent resend): this transaction
+    /// appended nothing and every list is as read.
+    pub already_appended: bool,
+}
+
 /// How an operation ended.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Outcome {
-    /// The client received a result: the lists the transaction returned, by key.
-    Ok(BTreeMap<String, Vec<i64>>),
+    /// The client received a result.
+    Ok(OpResult),
     /// The server answered with an error: the mutation did not commit.
     Failed(String),
     /// The server answered with something that is not the function's result shape.
     Garbled(String),
-    /// No answer (the run ended first): it may or may not have committed.
-    Unknown,
+    /// No answer (why, in words): it may or may not have committed, now or later.
+    Unknown(String),
 }
 
 /// One mutation of one client.

@@ -36,7 +36,9 @@ use serde_json::{json, Value as Json};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::check::{check, Analysis};
-use crate::history::{ClientInfo, ClientKind, FaultRecord, History, Observation, Op, OpKind, Outcome};
+use crate::history::{
+    ClientInfo, ClientKind, FaultRecord, History, Observation, Op, OpKind, OpResult, Outcome,
+};
 use crate::proxy::FaultyLink;
 use crate::rng::Rng;
 use crate::server::{HarnessError, ServerOptions, ServerProcess};
@@ -181,7 +183,7 @@ impl Recorder {
             kind,
             invoked_ns: self.now(),
             completed_ns: None,
-            outcome: Outcome::Unknown,
+            outcome: Outcome::Unknown("not answered yet".into()),
         });
         inner.ops.len() - 1
     }
@@ -190,7 +192,7 @@ impl Recorder {
         let now = self.now();
         let mut inner = self.inner.lock();
         if let Some(op) = inner.ops.get_mut(index) {
-            if !matches!(outcome, Outcome::Unknown) {
+            if !matches!(outcome, Outcome::Unknown(_)) {
                 op.completed_ns = Some(now);
             }
             op.outcome = outcome;
@@ -304,27 +306,68 @@ fn json_list_of(value: &Json) -> Option<Vec<i64>> {
 /// The lists an operation's result carries, or why it is not the expected shape.
 fn rust_outcome(kind: &OpKind, result: FunctionResult) -> Outcome {
     match result {
-        FunctionResult::Value(value) => match kind {
-            OpKind::Append { key, .. } => match list_of(&value) {
-                Some(list) => Outcome::Ok(BTreeMap::from([(key.clone(), list)])),
-                None => Outcome::Garbled(format!("{value:?}")),
-            },
-            OpKind::AppendAndRead { .. } => {
-                let Value::Object(fields) = &value else {
-                    return Outcome::Garbled(format!("{value:?}"));
-                };
-                let lists: Option<BTreeMap<String, Vec<i64>>> = fields
-                    .iter()
-                    .map(|(k, v)| list_of(v).map(|l| (k.clone(), l)))
-                    .collect();
-                match lists {
-                    Some(lists) => Outcome::Ok(lists),
-                    None => Outcome::Garbled(format!("{value:?}")),
-                }
-            }
-        },
+        FunctionResult::Value(value) => {
+            parsed_outcome(kind, &value, convex_to_json(&value).unwrap_or(Json::Null))
+        }
         FunctionResult::ErrorMessage(message) => Outcome::Failed(message),
         FunctionResult::ConvexError(error) => Outcome::Failed(error.message),
+    }
+}
+
+/// The checker app returns only numbers, strings, booleans, arrays and objects.
+fn convex_to_json(value: &Value) -> Option<Json> {
+    Some(match value {
+        Value::Null => Json::Null,
+        Value::Int64(i) => json!(i),
+        Value::Float64(f) => json!(f),
+        Value::Boolean(b) => json!(b),
+        Value::String(s) => json!(s),
+        Value::Array(items) => Json::Array(items.iter().map(convex_to_json).collect::<Option<_>>()?),
+        Value::Object(fields) => Json::Object(
+            fields
+                .iter()
+                .map(|(k, v)| convex_to_json(v).map(|v| (k.clone(), v)))
+                .collect::<Option<_>>()?,
+        ),
+        Value::Bytes(_) => return None,
+    })
+}
+
+fn parsed_outcome(kind: &OpKind, shown: &impl std::fmt::Debug, value: Json) -> Outcome {
+    let garbled = || Outcome::Garbled(format!("{shown:?}"));
+    match kind {
+        OpKind::Append { key, .. } => {
+            let (list, already_appended) = match &value {
+                Json::Array(_) => (json_list_of(&value), false),
+                Json::Object(fields) => (fields.get("alreadyAppended").and_then(json_list_of), true),
+                _ => (None, false),
+            };
+            match list {
+                Some(list) => Outcome::Ok(OpResult {
+                    lists: BTreeMap::from([(key.clone(), list)]),
+                    already_appended,
+                }),
+                None => garbled(),
+            }
+        }
+        OpKind::AppendAndRead { .. } => {
+            let Some(fields) = value.as_object() else {
+                return garbled();
+            };
+            let already_appended = fields.get("alreadyAppended") == Some(&Json::Bool(true));
+            let lists: Option<BTreeMap<String, Vec<i64>>> = fields
+                .iter()
+                .filter(|(k, _)| *k != "alreadyAppended")
+                .map(|(k, v)| json_list_of(v).map(|l| (k.clone(), l)))
+                .collect();
+            match lists {
+                Some(lists) => Outcome::Ok(OpResult {
+                    lists,
+                    already_appended,
+                }),
+                None => garbled(),
+            }
+        }
     }
 }
 
@@ -332,25 +375,8 @@ fn npm_outcome(kind: &OpKind, event: &Json) -> Outcome {
     if event["ok"] != true {
         return Outcome::Failed(event["message"].as_str().unwrap_or_default().to_owned());
     }
-    let value = &event["value"];
-    match kind {
-        OpKind::Append { key, .. } => match json_list_of(value) {
-            Some(list) => Outcome::Ok(BTreeMap::from([(key.clone(), list)])),
-            None => Outcome::Garbled(value.to_string()),
-        },
-        OpKind::AppendAndRead { .. } => {
-            let lists: Option<BTreeMap<String, Vec<i64>>> = value.as_object().and_then(|fields| {
-                fields
-                    .iter()
-                    .map(|(k, v)| json_list_of(v).map(|l| (k.clone(), l)))
-                    .collect()
-            });
-            match lists {
-                Some(lists) => Outcome::Ok(lists),
-                None => Outcome::Garbled(value.to_string()),
-            }
-        }
-    }
+    let value = event["value"].clone();
+    parsed_outcome(kind, &value, value.clone())
 }
 
 fn convex_args(kind: &OpKind) -> BTreeMap<String, Value> {
@@ -464,7 +490,11 @@ impl Client {
                 let call = client.mutation(path_of(kind), convex_args(kind));
                 match tokio::time::timeout(OP_TIMEOUT, call).await {
                     Ok(Ok(result)) => rust_outcome(kind, result),
-                    Ok(Err(_)) | Err(_) => Outcome::Unknown,
+                    // convex 0.10.4 drops the caller's result channel when its socket fails
+                    // while the mutation is being sent, and still resends the mutation
+                    // after reconnecting: the outcome is unknown.
+                    Ok(Err(err)) => Outcome::Unknown(format!("the Rust client gave up: {err}")),
+                    Err(_) => Outcome::Unknown(format!("no answer within {OP_TIMEOUT:?}")),
                 }
             }
             Client::Npm { commands, .. } => {
@@ -479,11 +509,12 @@ impl Client {
                 }
                 let (reply, answer) = oneshot::channel();
                 if commands.send((command, reply)).await.is_err() {
-                    return Outcome::Unknown;
+                    return Outcome::Unknown("the npm client stopped".into());
                 }
                 match tokio::time::timeout(OP_TIMEOUT, answer).await {
                     Ok(Ok(event)) => npm_outcome(kind, &event),
-                    Ok(Err(_)) | Err(_) => Outcome::Unknown,
+                    Ok(Err(_)) => Outcome::Unknown("the npm client stopped".into()),
+                    Err(_) => Outcome::Unknown(format!("no answer within {OP_TIMEOUT:?}")),
                 }
             }
         }
@@ -526,6 +557,25 @@ fn record_npm_observation(event: &Json, index: usize, recorder: &Recorder) {
     }
 }
 
+/// A scenario failure report without the thousands of events before it: the start and
+/// the end (the reason and the script's stderr).
+fn shorten(report: &str) -> String {
+    const KEEP: usize = 1500;
+    if report.len() <= 2 * KEEP {
+        return report.to_owned();
+    }
+    let head_end = (0..=KEEP).rev().find(|i| report.is_char_boundary(*i)).unwrap_or(0);
+    let tail_start = (report.len() - KEEP..report.len())
+        .find(|i| report.is_char_boundary(*i))
+        .unwrap_or(report.len());
+    format!(
+        "{} […{} bytes of events left out…] {}",
+        &report[..head_end],
+        tail_start - head_end,
+        &report[tail_start..]
+    )
+}
+
 /// Own the Node process: forward commands, route results, record updates.
 async fn drive_npm(
     mut scenario: NodeScenario,
@@ -550,7 +600,7 @@ async fn drive_npm(
                 scenario
                     .send(&command)
                     .await
-                    .map_err(|err| format!("npm client {index}: {err}"))?;
+                    .map_err(|err| format!("npm client {index}: {}", shorten(&err.to_string())))?;
             }
             Next::Command(None) => break,
             Next::Event(Ok(event)) => match event_name(&event) {
@@ -562,15 +612,16 @@ async fn drive_npm(
                 }
                 _ => {}
             },
-            Next::Event(Err(err)) => return Err(format!("npm client {index}: {err}")),
+            Next::Event(Err(err)) => {
+                return Err(format!("npm client {index}: {}", shorten(&err.to_string())))
+            }
         }
     }
-    let events = scenario
+    scenario
         .finish(Duration::from_secs(20))
         .await
-        .map_err(|err| format!("npm client {index}: {err}"))?;
-    let _ = events;
-    Ok(())
+        .map(|_| ())
+        .map_err(|err| format!("npm client {index}: {}", shorten(&err.to_string())))
 }
 
 // -------------------------------------------------------------------------------------
@@ -611,10 +662,10 @@ async fn client_loop(
         let kind = next_op(&mut rng, &keys, value, dedupe);
         let op = recorder.invoke(index, kind.clone());
         let outcome = client.run(&kind).await;
-        let unknown = matches!(outcome, Outcome::Unknown);
+        let timed_out = matches!(&outcome, Outcome::Unknown(why) if why.starts_with("no answer"));
         recorder.complete(op, outcome);
-        if unknown {
-            // It may still commit later: this client stops so its order stays known.
+        if timed_out {
+            // Something is stuck; the checker reports what it saw so far.
             return (client, false);
         }
     }
@@ -703,6 +754,11 @@ pub async fn run(config: &RunConfig) -> Result<RunReport, HarnessError> {
     let started = Instant::now();
     let root = Rng::new(config.seed);
     let dir = config.work_dir.join(format!("seed-{}", config.seed));
+    if dir.exists() {
+        // A previous run of the same seed: its lists hold the same values.
+        std::fs::remove_dir_all(&dir)
+            .map_err(|err| format!("cannot clear {}: {err}", dir.display()))?;
+    }
     std::fs::create_dir_all(&dir).map_err(|err| format!("cannot create {}: {err}", dir.display()))?;
     let mut options = ServerOptions::new(&config.server_binary, dir.join("data"));
     options.log_file = dir.join("server.log");
@@ -800,14 +856,30 @@ pub async fn run(config: &RunConfig) -> Result<RunReport, HarnessError> {
     }
 
     // Every client is done: read the truth, then give the live queries time to show it.
-    let final_lists = read_final_lists(&deployment.client_url().await?, &keys).await?;
+    // A mutation whose Rust client gave up on it may still land (the client resends it):
+    // when a live query shows more than the final read, read again.
+    let url = deployment.client_url().await?;
+    let mut final_lists = read_final_lists(&url, &keys).await?;
     let settle_until = Instant::now() + SETTLE_TIMEOUT;
     loop {
-        let settled = finished.iter().enumerate().all(|(index, (_, alive))| {
-            !alive || recorder.latest(index).as_ref() == Some(&final_lists)
-        });
+        let latest: Vec<Option<BTreeMap<String, Vec<i64>>>> =
+            (0..finished.len()).map(|index| recorder.latest(index)).collect();
+        let settled = finished
+            .iter()
+            .zip(&latest)
+            .all(|((_, alive), seen)| !alive || seen.as_ref() == Some(&final_lists));
         if settled || Instant::now() > settle_until {
             break;
+        }
+        let overtaken = latest.iter().flatten().any(|seen| {
+            seen.iter().any(|(key, list)| {
+                final_lists
+                    .get(key)
+                    .is_some_and(|f| list.len() > f.len() && list.starts_with(f))
+            })
+        });
+        if overtaken {
+            final_lists = read_final_lists(&url, &keys).await?;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }

@@ -78,10 +78,22 @@ impl Identity {
 
     /// A key that is equal for callers who must see the same query results: used to share
     /// one query execution between identical subscriptions.
+    ///
+    /// Queries read the whole identity (`ctx.auth()`), custom claims included, so two
+    /// tokens of one user whose claims differ (a role granted between two refreshes) get
+    /// different keys; refreshed tokens with the same claims keep the key (their
+    /// timestamps and `jti` are not part of [`UserIdentity::attributes`]).
     pub fn cache_key(&self) -> String {
         match self {
             Identity::Anonymous => String::new(),
-            Identity::User(user) => user.token_identifier.clone(),
+            Identity::User(user) => {
+                // JSON keeps the two parts apart whatever they contain; the claims are
+                // sorted so that the same claims in another order give the same key.
+                let claims: std::collections::BTreeMap<&String, &Json> =
+                    user.attributes.iter().collect();
+                serde_json::to_string(&(&user.token_identifier, claims))
+                    .unwrap_or_else(|_| user.token_identifier.clone())
+            }
         }
     }
 }

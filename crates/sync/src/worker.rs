@@ -916,6 +916,7 @@ impl Worker {
         let refresh = self.state.identity().user().is_some_and(|current| {
             current.token_identifier == user.token_identifier
                 && current.session_id == user.session_id
+                && current.attributes == user.attributes
         });
         let expiry = user.expires_at_secs.map(instant_at_unix_secs);
         if let Err(err) = self

@@ -311,7 +311,8 @@ fn parse_jwk(jwk: &Json) -> Result<VerificationKey, String> {
             let e = required_b64(jwk, "e")?;
             let n = strip_leading_zeros(&n);
             let e = strip_leading_zeros(&e);
-            let bits = n.len() * 8 - n.first().map_or(8, |b| b.leading_zeros() as usize);
+            // An empty (or all-zero) modulus has 0 bits, not `0 - 8`.
+            let bits = n.len() * 8 - n.first().map_or(0, |b| b.leading_zeros() as usize);
             if !(RSA_MIN_BITS..=RSA_MAX_BITS).contains(&bits) {
                 return Err(format!(
                     "its RSA modulus has {bits} bits; {RSA_MIN_BITS} to {RSA_MAX_BITS} are accepted"
@@ -478,6 +479,30 @@ mod tests {
         assert_eq!(
             two.select(None, SigningAlgorithm::RS256),
             Err(KeyLookupError::Ambiguous { count: 2 })
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn an_empty_or_zero_rsa_modulus_is_skipped_not_a_crash() -> Result<(), String> {
+        // Found by fuzzing: a JWKS (served by any issuer) whose RSA key had an empty `n`
+        // made the bit count underflow.
+        let set = KeySet::from_jwks(
+            &json!({"keys": [
+                {"kty": "RSA", "kid": "empty", "n": "", "e": "AQAB"},
+                {"kty": "RSA", "kid": "zeros", "n": "AAAA", "e": "AQAB"},
+            ]}),
+            "t",
+        )?;
+        assert!(set.is_empty());
+        let summary = set.skipped_summary();
+        assert!(
+            summary.contains("`empty` skipped: its RSA modulus has 0 bits"),
+            "{summary}"
+        );
+        assert!(
+            summary.contains("`zeros` skipped: its RSA modulus has 0 bits"),
+            "{summary}"
         );
         Ok(())
     }

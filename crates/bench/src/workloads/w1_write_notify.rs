@@ -10,7 +10,7 @@ use conflux_common::Result;
 use super::notify::{run_systems, NotifyPlan};
 use super::Context;
 use crate::measure::latency::{ms, thousands};
-use crate::report::{cpu_cell, ratios, Outcome, Table};
+use crate::report::{cpu_cell, latency_cell, ratios, Outcome, Table};
 use crate::settings::{W1_LIMIT, WRITER_CONNECTIONS};
 
 /// Run W1 and return its section.
@@ -53,10 +53,10 @@ fn render(ctx: &Context, outcomes: &[Outcome]) -> String {
         ];
         match (&outcome.result, outcome.median()) {
             (Ok(set), Some(run)) => row.extend([
-                ms(run.latency.p50),
-                ms(run.latency.p95),
-                ms(run.latency.p99),
-                ms(run.latency.max),
+                latency_cell(&run.latency, |s| s.p50),
+                latency_cell(&run.latency, |s| s.p95),
+                latency_cell(&run.latency, |s| s.p99),
+                latency_cell(&run.latency, |s| s.max),
                 thousands(run.latency.count),
                 format!("{}/{}", thousands(run.delivered), thousands(run.expected)),
                 cpu_cell(run.cpu_per_1k()),

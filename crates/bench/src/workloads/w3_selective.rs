@@ -19,7 +19,7 @@ use rand::{Rng, SeedableRng};
 use super::notify::{run_systems, NotifyPlan};
 use super::{Context, Driven};
 use crate::measure::latency::{ms, thousands};
-use crate::report::{cpu_cell, ratios, Outcome, Table};
+use crate::report::{cpu_cell, latency_cell, ratios, Outcome, Table};
 use crate::settings::{SMALL_LIMIT, W3_MAX_CONNECTIONS};
 use crate::targets::pocketbase::MAX_SUBSCRIPTIONS_PER_CLIENT;
 use crate::targets::System;
@@ -113,9 +113,9 @@ fn render(ctx: &Context, outcomes: &[Outcome]) -> String {
             (Ok(set), Some(run)) => {
                 let conflux = outcome.target.system == System::Conflux;
                 row.extend([
-                    ms(run.latency.p50),
-                    ms(run.latency.p99),
-                    ms(run.latency.max),
+                    latency_cell(&run.latency, |s| s.p50),
+                    latency_cell(&run.latency, |s| s.p99),
+                    latency_cell(&run.latency, |s| s.max),
                     format!("{}/{}", thousands(run.delivered), thousands(run.expected)),
                     if conflux {
                         per_write(run.reruns, run.writes)
@@ -126,8 +126,8 @@ fn render(ctx: &Context, outcomes: &[Outcome]) -> String {
                         (true, Some(spurious)) => thousands(spurious),
                         _ => "n/a (not exposed)".into(),
                     },
-                    run.ack.map(|a| ms(a.p50)).unwrap_or_else(|| "n/a".into()),
-                    run.ack.map(|a| ms(a.p99)).unwrap_or_else(|| "n/a".into()),
+                    run.ack.map(|a| ms(a.p50)).unwrap_or_else(|| "none".into()),
+                    run.ack.map(|a| ms(a.p99)).unwrap_or_else(|| "none".into()),
                     cpu_cell(run.cpu_per_1k()),
                     set.spread(|r| r.latency.p50, ms),
                 ]);

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use super::*;
-use crate::history::{ClientInfo, Observation};
+use crate::history::{ClientInfo, Observation, OpResult};
 
 fn client(kind: ClientKind) -> ClientInfo {
     ClientInfo {
@@ -30,7 +30,10 @@ fn append(client: usize, key: &str, value: i64, at: (u64, u64), result: &[i64]) 
         },
         invoked_ns: at.0,
         completed_ns: Some(at.1),
-        outcome: Outcome::Ok(lists(&[(key, result)])),
+        outcome: Outcome::Ok(OpResult {
+            lists: lists(&[(key, result)]),
+            already_appended: false,
+        }),
     }
 }
 
@@ -109,7 +112,10 @@ fn write_skew_is_a_cycle_of_two_anti_dependencies() {
         },
         invoked_ns: 0,
         completed_ns: Some(10),
-        outcome: Outcome::Ok(lists(result)),
+        outcome: Outcome::Ok(OpResult {
+            lists: lists(result),
+            already_appended: false,
+        }),
     };
     let h = history(
         vec![client(ClientKind::Rust), client(ClientKind::Rust)],
@@ -157,6 +163,9 @@ fn an_idempotent_resend_that_found_its_value_is_valid() {
         value: 1,
         dedupe: true,
     };
+    if let Outcome::Ok(result) = &mut op.outcome {
+        result.already_appended = true;
+    }
     let h = history(
         vec![client(ClientKind::Rust), client(ClientKind::Rust)],
         vec![op, append(1, "a", 2, (5, 20), &[1, 2])],
@@ -171,7 +180,7 @@ fn failed_and_unknown_values_and_phantoms_are_told_apart() {
     let mut failed = append(0, "a", 1, (0, 10), &[]);
     failed.outcome = Outcome::Failed("StorageUnavailable: nothing was committed".into());
     let mut unknown = append(0, "a", 2, (20, 30), &[]);
-    unknown.outcome = Outcome::Unknown;
+    unknown.outcome = Outcome::Unknown("the run ended".into());
     unknown.completed_ns = None;
     let h = history(
         vec![client(ClientKind::Rust)],
@@ -272,4 +281,40 @@ fn reads_that_disagree_on_the_order_and_stale_subscriptions_are_reported() {
         texts.iter().any(|t| t.starts_with("stale live query: client 0")),
         "{texts:#?}"
     );
+}
+
+#[test]
+fn the_lists_of_an_idempotent_resend_were_read_after_the_original_append() {
+    // Client 0's first attempt appended 99 to b; the connection dropped; client 1 then
+    // appended 45 to a after reading b; client 0's resend found 99 and read a with 45.
+    let both = |client: usize, key: &str, value: i64, already_appended: bool| Op {
+        client,
+        kind: OpKind::AppendAndRead {
+            key: key.into(),
+            value,
+            read: vec!["a".into(), "b".into()],
+            dedupe: client == 0,
+        },
+        invoked_ns: if client == 0 { 100 } else { 0 },
+        completed_ns: Some(300),
+        outcome: Outcome::Ok(OpResult {
+            lists: lists(&[("a", &[45]), ("b", &[99])]),
+            already_appended,
+        }),
+    };
+    let h = history(
+        vec![client(ClientKind::Rust), client(ClientKind::Npm)],
+        vec![both(0, "b", 99, true), both(1, "a", 45, false)],
+        &[("a", &[45]), ("b", &[99])],
+    );
+    let analysis = check(&h);
+    assert!(analysis.is_valid(), "{:#?}", analysis.anomalies);
+    // Read as one transaction, the same answers would be circular information flow.
+    let mut h = h;
+    if let Outcome::Ok(result) = &mut h.ops[0].outcome {
+        result.already_appended = false;
+    }
+    let analysis = check(&h);
+    assert!(analysis.has_cycle(), "{:#?}", analysis.anomalies);
+    assert!(analysis.anomalies[0].to_string().contains("G1c"), "{}", analysis.anomalies[0]);
 }
