@@ -109,6 +109,8 @@ pub struct RunReport {
     pub elapsed: Duration,
     /// The server's log.
     pub server_log: PathBuf,
+    /// The command line that replays this run.
+    pub replay: String,
 }
 
 impl RunReport {
@@ -134,10 +136,9 @@ impl RunReport {
     /// The full report of a failed run: the seed, how to replay it, every anomaly.
     pub fn failure_report(&self) -> String {
         let mut out = format!(
-            "{}\nreplay: cargo run -p conflux-checker --bin checker -- --seed {} --runs 1\n\
-             server log: {}\nfaults: {}\n",
+            "{}\nreplay: {}\nserver log: {}\nfaults: {}\n",
             self.summary(),
-            self.seed,
+            self.replay,
             self.server_log.display(),
             self.history
                 .faults
@@ -749,6 +750,30 @@ async fn read_final_lists(url: &str, keys: &[String]) -> Result<BTreeMap<String,
     Ok(lists)
 }
 
+/// The `checker` command line that runs `config` again.
+pub fn replay_command(config: &RunConfig) -> String {
+    let mut command = format!(
+        "cargo run -p conflux-checker --bin checker -- --seed {} --runs 1 --clients {} --keys {} \
+         --duration-ms {} --think-min-ms {} --think-max-ms {}",
+        config.seed,
+        config.clients,
+        config.keys,
+        config.duration.as_millis(),
+        config.think_ms.0,
+        config.think_ms.1
+    );
+    if !config.faults {
+        command.push_str(" --no-faults");
+    }
+    if config.broken {
+        command.push_str(" --broken");
+    }
+    if config.npm.is_none() {
+        command.push_str(" --rust-only");
+    }
+    command
+}
+
 /// Run one seed and judge its history.
 pub async fn run(config: &RunConfig) -> Result<RunReport, HarnessError> {
     let started = Instant::now();
@@ -913,6 +938,7 @@ pub async fn run(config: &RunConfig) -> Result<RunReport, HarnessError> {
     };
     let analysis = check(&history);
     Ok(RunReport {
+        replay: replay_command(config),
         seed: config.seed,
         history,
         analysis,

@@ -161,6 +161,16 @@ knob!(
     /// A client that has not read anything for this long while updates wait is disconnected.
     SYNC_SLOW_CLIENT_TIMEOUT_MS: u64 = 30_000
 );
+knob!(
+    /// Requests (mutations and actions) one WebSocket may send per second, on average;
+    /// requests beyond it are answered with a `RateLimited` failure. 0 turns the limit off.
+    SYNC_RATE_LIMIT_PER_SECOND: u64 = 500
+);
+knob!(
+    /// Requests one WebSocket may send at once above the average rate (the official
+    /// clients resend every unanswered mutation after a reconnect).
+    SYNC_RATE_LIMIT_BURST: u64 = 1000
+);
 
 // ---- auth ----
 knob!(

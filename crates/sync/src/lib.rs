@@ -33,6 +33,7 @@
 //!   without waiting for any subscriber; also the in-process [`LiveQuery`].
 //! - [`server`]: [`sync_routes`] (`/api/sync`, `/api/<semver>/sync`), [`SyncState`],
 //!   [`SyncConfig`] and [`SyncMetrics`].
+//! - `rate_limit` (private): the per-socket token bucket of requests.
 //! - `worker` (private): one socket: a reader task, a processing loop and a writer task
 //!   with a bounded outbox; ordering, back-pressure, identity changes, keep-alive and
 //!   close codes are described in its module docs.
@@ -43,6 +44,7 @@
 #![allow(clippy::result_large_err)]
 
 pub mod protocol;
+mod rate_limit;
 pub mod server;
 pub mod state;
 pub mod subscriptions;

@@ -62,6 +62,11 @@ pub struct SyncConfig {
     /// A client that has not taken a message for this long while one waits is
     /// disconnected (`SYNC_SLOW_CLIENT_TIMEOUT_MS`).
     pub slow_client_timeout: Duration,
+    /// Requests (mutations and actions) per second one socket may send on average; 0
+    /// for no limit (`SYNC_RATE_LIMIT_PER_SECOND`).
+    pub rate_limit_per_second: u64,
+    /// Requests one socket may send at once above that rate (`SYNC_RATE_LIMIT_BURST`).
+    pub rate_limit_burst: u64,
 }
 
 impl Default for SyncConfig {
@@ -76,6 +81,8 @@ impl Default for SyncConfig {
             client_timeout: Duration::from_millis(*knobs::SYNC_CLIENT_TIMEOUT_MS),
             outbox_messages: *knobs::SYNC_OUTBOX_MESSAGES_COUNT,
             slow_client_timeout: Duration::from_millis(*knobs::SYNC_SLOW_CLIENT_TIMEOUT_MS),
+            rate_limit_per_second: *knobs::SYNC_RATE_LIMIT_PER_SECOND,
+            rate_limit_burst: *knobs::SYNC_RATE_LIMIT_BURST,
         }
     }
 }
@@ -120,6 +127,9 @@ pub struct SyncMetrics {
     pub mutations: u64,
     /// Actions received.
     pub actions: u64,
+    /// Mutations and actions refused because their socket exceeded the request rate
+    /// limit ([`SyncConfig::rate_limit_per_second`]).
+    pub rate_limited: u64,
     /// The shared live queries.
     pub subscriptions: SubscriptionMetrics,
 }
@@ -143,6 +153,7 @@ pub(crate) struct Hub {
     pub(crate) identities_expired: AtomicU64,
     pub(crate) mutations: AtomicU64,
     pub(crate) actions: AtomicU64,
+    pub(crate) rate_limited: AtomicU64,
     pub(crate) disconnect: watch::Sender<u64>,
 }
 
@@ -164,6 +175,7 @@ impl Hub {
             identities_expired: AtomicU64::new(0),
             mutations: AtomicU64::new(0),
             actions: AtomicU64::new(0),
+            rate_limited: AtomicU64::new(0),
             disconnect: watch::channel(0).0,
         }
     }
@@ -253,6 +265,7 @@ impl SyncState {
             identities_expired: load(&hub.identities_expired),
             mutations: load(&hub.mutations),
             actions: load(&hub.actions),
+            rate_limited: load(&hub.rate_limited),
             subscriptions: self.subscriptions.metrics(),
         }
     }

@@ -35,6 +35,12 @@
 //!   `Authenticate`, `ModifyQuerySet` back to back, and the first `Transition` then
 //!   confirms the identity and carries the signed-in results together. No query of the
 //!   connection is ever evaluated with the identity that `Authenticate` replaced.
+//! - The first `Transition` of a connection also waits for the mutations received before
+//!   it to be answered. After a reconnect the clients resend their unanswered mutations
+//!   right behind `ModifyQuerySet`; a first `Transition` at a timestamp past a resent
+//!   mutation's original commit would otherwise reach the client before the answer to the
+//!   resend, and the Rust client 0.10.4 treats that late answer as a protocol error
+//!   ("Invalid request id from server") and reconnects, repeatedly while updates flow.
 //! - Mutations run one at a time in arrival order (a queue of
 //!   [`SyncConfig::max_queued_mutations`]), exactly once per `(sessionId, requestId)`;
 //!   each success is answered with `MutationResponse` and then a `Transition` whose
@@ -73,8 +79,12 @@
 //! type, wrong field types, version mismatches, a query set over the limit, a frame over
 //! the size limit), then a close frame without a code. Internal failures close with 1011
 //! `InternalServerError`, overload with 1013 and the error code as reason,
-//! [`SyncState::disconnect_all`] with 1001. Requests over the in-flight limits get a
-//! failed response naming the limit; the socket stays open.
+//! [`SyncState::disconnect_all`] with 1001. Requests over the in-flight limits, and
+//! requests beyond the socket's rate limit (a token bucket, see `rate_limit`), get a
+//! failed response naming the limit; the socket stays open. While more than
+//! [`PENDING_BEFORE_PAUSING_READS`] messages wait for a client that does not read them,
+//! its next messages are not read either (TCP slows it down) so that refusals cannot pile
+//! up without bound.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -101,6 +111,7 @@ use crate::protocol::{
     ClientMessage, FatalError, FunctionArgs, FunctionFailure, FunctionRequest, IdentityVersion,
     MutationResponse, QueryId, RequestId, ServerMessage, SessionId, Ts,
 };
+use crate::rate_limit::TokenBucket;
 use crate::server::{Hub, SyncConfig, SyncState};
 use crate::state::{PlannedQuery, QueryResult, QuerySpec, SocketState, TransitionPlan};
 use crate::subscriptions::{QueryHandle, Signal};
@@ -111,6 +122,9 @@ pub const FIRST_TRANSITION_GRACE: Duration = Duration::from_millis(50);
 /// Client messages parsed but not yet handled; a full inbox stops the reader (and so the
 /// client, through TCP flow control).
 const INBOX_MESSAGES: usize = 16;
+/// Messages waiting for the outbox above which the client's next messages are not read
+/// until it takes some (a client that floods requests and never reads the answers).
+const PENDING_BEFORE_PAUSING_READS: usize = 256;
 /// Frames larger than this are parsed on the blocking pool, off the reactor.
 const PARSE_INLINE_MAX_BYTES: usize = 64 * 1024;
 /// After the server closed, how long to keep reading until the client answers the close.
@@ -297,6 +311,11 @@ struct Worker {
     mutation_results: mpsc::Receiver<MutationDone>,
     actions: JoinSet<(RequestId, ActionOutcome)>,
     action_slots: Arc<Semaphore>,
+    rate_limit: Option<TokenBucket>,
+    /// Mutations queued or running for this socket.
+    mutations_in_flight: usize,
+    /// Whether a `Transition` went out on this connection.
+    transition_sent: bool,
     pending_auth: Option<BoxFuture<'static, AuthAttempt>>,
     ended_during_auth: Vec<String>,
     token: Option<String>,
@@ -324,6 +343,11 @@ impl Worker {
             .as_ref()
             .and_then(|validator| validator.session_events());
         let action_slots = Arc::new(Semaphore::new(sync.config.max_inflight_actions));
+        let rate_limit = TokenBucket::new(
+            sync.config.rate_limit_per_second,
+            sync.config.rate_limit_burst,
+            std::time::Instant::now(),
+        );
         let state = SocketState::with_max_queries(sync.config.max_queries);
         Worker {
             sync,
@@ -346,6 +370,9 @@ impl Worker {
             mutation_results,
             actions: JoinSet::new(),
             action_slots,
+            rate_limit,
+            mutations_in_flight: 0,
+            transition_sent: false,
             pending_auth: None,
             ended_during_auth: Vec::new(),
             token: None,
@@ -367,7 +394,10 @@ impl Worker {
                 event = recv_session(&mut self.session_events) => self.on_session_event(event),
                 attempt = poll_slot(&mut self.pending_auth) => self.on_auth_attempt(attempt),
                 checked = poll_slot(&mut self.revalidation) => self.on_revalidated(checked),
-                inbound = self.inbox.recv(), if self.pending_auth.is_none() => {
+                inbound = self.inbox.recv(),
+                    if self.pending_auth.is_none()
+                        && self.pending.len() < PENDING_BEFORE_PAUSING_READS =>
+                {
                     self.on_inbound(inbound.unwrap_or(Inbound::Closed));
                 }
                 Some(done) = self.mutation_results.recv() => self.on_mutation_done(done),
@@ -484,6 +514,7 @@ impl Worker {
             && self.connected
             && !self.stopping
             && self.first_transition_hold.is_none()
+            && (self.transition_sent || self.mutations_in_flight == 0)
             && self.pending.is_empty()
             && self.outbox.capacity() > 0
             && self.inbox.is_empty();
@@ -625,6 +656,7 @@ impl Worker {
         transition.client_clock_skew = self.clock_skew;
         transition.server_ts = Ts::new(Timestamp::now().as_u64()).ok();
         Hub::bump(&self.sync.hub.transitions);
+        self.transition_sent = true;
         self.push(ServerMessage::Transition(transition));
     }
 
@@ -693,8 +725,34 @@ impl Worker {
         }
     }
 
+    /// `Some(error)` when this request exceeds the socket's rate limit.
+    fn over_rate_limit(&mut self) -> Option<Error> {
+        let bucket = self.rate_limit.as_mut()?;
+        if bucket.try_take(std::time::Instant::now()) {
+            return None;
+        }
+        Hub::bump(&self.sync.hub.rate_limited);
+        Some(Error::new(
+            ErrorCode::RateLimited,
+            format!(
+                "Too many requests on this connection: more than {} mutations and actions per \
+                 second (CONFLUX_SYNC_RATE_LIMIT_PER_SECOND, bursts of {}, \
+                 CONFLUX_SYNC_RATE_LIMIT_BURST); this request did not run, send it again later",
+                self.sync.config.rate_limit_per_second, self.sync.config.rate_limit_burst
+            ),
+        ))
+    }
+
     fn on_mutation(&mut self, request: FunctionRequest) {
         Hub::bump(&self.sync.hub.mutations);
+        if let Some(err) = self.over_rate_limit() {
+            let failure = self.failure(&err);
+            return self.push(ServerMessage::MutationResponse(MutationResponse {
+                request_id: request.request_id,
+                outcome: protocol::MutationOutcome::Failure(failure),
+                log_lines: Vec::new(),
+            }));
+        }
         let key = self.session.map(|session| MutationKey {
             session_id: session.to_string(),
             request_id: request.request_id.0,
@@ -710,7 +768,7 @@ impl Worker {
             return;
         };
         match mutations.try_send(job) {
-            Ok(()) => {}
+            Ok(()) => self.mutations_in_flight += 1,
             Err(mpsc::error::TrySendError::Full(job)) => {
                 let err = Error::new(
                     ErrorCode::Overloaded,
@@ -736,6 +794,14 @@ impl Worker {
 
     fn on_action(&mut self, request: FunctionRequest) {
         Hub::bump(&self.sync.hub.actions);
+        if let Some(err) = self.over_rate_limit() {
+            let failure = self.failure(&err);
+            return self.push(ServerMessage::ActionResponse(ActionResponse {
+                request_id: request.request_id,
+                outcome: Err(failure),
+                log_lines: Vec::new(),
+            }));
+        }
         let permit = match self.action_slots.clone().try_acquire_owned() {
             Ok(permit) => permit,
             Err(_) => {
@@ -779,6 +845,7 @@ impl Worker {
     }
 
     fn on_mutation_done(&mut self, done: MutationDone) {
+        self.mutations_in_flight = self.mutations_in_flight.saturating_sub(1);
         let log_lines = done.outcome.log_lines.into_vec();
         let outcome = match done.outcome.result {
             Ok(value) => {

@@ -109,11 +109,13 @@ impl CookieJar {
         cookie: SignInCookie,
     ) -> Option<String> {
         let name = self.name(provider, cookie);
+        // Split the raw bytes: browsers send UTF-8 in other cookies' values, which would
+        // make the whole header unreadable as ASCII and hide the sign-in cookies in it.
         headers
             .get_all(http::header::COOKIE)
             .iter()
-            .filter_map(|value| value.to_str().ok())
-            .flat_map(|value| value.split(';'))
+            .flat_map(|value| value.as_bytes().split(|byte| *byte == b';'))
+            .filter_map(|pair| std::str::from_utf8(pair).ok())
             .filter_map(|pair| pair.trim().split_once('='))
             .find(|(key, _)| *key == name)
             .and_then(|(_, value)| {
@@ -169,5 +171,23 @@ mod tests {
             Some("/path?a=1&b=two words")
         );
         assert_eq!(jar.get(&headers, "github", SignInCookie::RedirectTo), None);
+    }
+
+    #[test]
+    fn a_sign_in_cookie_is_read_beside_cookies_holding_utf8() {
+        // Found by fuzzing: one cookie of the site with a UTF-8 value (browsers send them
+        // as they are) made the whole Cookie header unreadable, and the callback then saw
+        // no state and failed the sign-in. A value that is not even UTF-8 is skipped alone.
+        let jar = CookieJar::for_origin("https://api.example.com");
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            http::header::COOKIE,
+            HeaderValue::from_bytes(b"theme=caf\xc3\xa9; __Host-googleOAuthstate=abc; raw=\xff")
+                .unwrap_or(HeaderValue::from_static("")),
+        );
+        assert_eq!(
+            jar.get(&headers, "google", SignInCookie::State).as_deref(),
+            Some("abc")
+        );
     }
 }

@@ -33,6 +33,12 @@ struct Args {
     /// Keys (lists) per run.
     #[arg(long, default_value_t = 3)]
     keys: usize,
+    /// Shortest pause of a client between two mutations.
+    #[arg(long, default_value_t = 0)]
+    think_min_ms: u64,
+    /// Longest pause of a client between two mutations.
+    #[arg(long, default_value_t = 15)]
+    think_max_ms: u64,
     /// No link cuts and no restarts.
     #[arg(long)]
     no_faults: bool,
@@ -53,6 +59,14 @@ struct Args {
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    // `RUST_LOG=convex=debug` shows what the official Rust clients do (the server child
+    // inherits `RUST_LOG` too and logs into its own file).
+    if std::env::var_os("RUST_LOG").is_some() {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_writer(std::io::stderr)
+            .try_init();
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -96,6 +110,7 @@ async fn main_async(args: Args) -> ExitCode {
         config.clients = args.clients.max(1);
         config.keys = args.keys.max(1);
         config.duration = Duration::from_millis(args.duration_ms);
+        config.think_ms = (args.think_min_ms, args.think_max_ms.max(args.think_min_ms));
         config.faults = !args.no_faults;
         config.broken = args.broken;
         config.npm = npm.clone();
