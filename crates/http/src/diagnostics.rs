@@ -33,7 +33,7 @@ use crate::router::{
 pub const NO_MATCHING_ROUTES: &str = "No matching routes found";
 
 /// The line that mounts the sign-in routes, quoted in explanations.
-pub const MOUNT_AUTH_ROUTES: &str = "app.mount(auth.routes())";
+pub const MOUNT_AUTH_ROUTES: &str = "app.auth(AuthSetup::from_env()?)";
 
 /// How many close routes an explanation lists.
 const CLOSEST_ROUTES_COUNT: usize = 3;

@@ -168,7 +168,7 @@ impl fmt::Debug for Route {
 
 /// A named set of routes contributed by one crate or component.
 ///
-/// The auth crate contributes its sign-in routes this way (`app.mount(auth.routes())`).
+/// The auth crate contributes its sign-in routes this way (`App::auth` mounts them).
 /// The name appears in conflict errors, in `routes` listings and in explanations of
 /// misses.
 pub trait RouteSet: Send + Sync {

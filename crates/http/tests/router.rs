@@ -265,7 +265,7 @@ async fn sign_in_paths_without_mounted_auth_routes_say_how_to_mount_them() {
             "No matching routes found\n\n\
              GET {site}/api/auth/signin/google matches no route on the site origin.\n\
              The sign-in routes are not mounted: no route set serves /api/auth/. Mount them with:\n    \
-             app.mount(auth.routes())\n\
+             app.auth(AuthSetup::from_env()?)\n\
              No route is close to this path; registered routes include:\n    \
              GET /files/ (path prefix, app)\n    \
              GET /files/images/ (path prefix, app)\n    \

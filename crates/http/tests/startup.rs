@@ -35,7 +35,7 @@ fn configured_providers_without_mounted_routes_fail_start_up_with_the_fix() {
         "Sign-in provider(s) google are configured, but the sign-in routes are not mounted: the \
          OAuth redirect to http://127.0.0.1:3211/api/auth/callback/google would fail with \
          \"No matching routes found\". The sign-in routes are not mounted: no route set serves \
-         /api/auth/. Mount them with:\n    app.mount(auth.routes())"
+         /api/auth/. Mount them with:\n    app.auth(AuthSetup::from_env()?)"
     );
 }
 

@@ -1091,8 +1091,9 @@ async fn validate(
         Some(validator) => validator.validate(token).await,
         None => Err(Error::new(
             ErrorCode::NoAuthProvider,
-            "No auth provider found matching the given token (no providers configured). Check \
-             convex/auth.config.ts.",
+            "No auth provider found matching the given token (no providers configured). Turn on \
+             the built-in sign-in with `App::auth`, or trust an issuer with \
+             `App::token_providers`.",
         )),
     }
 }
