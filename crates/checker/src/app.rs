@@ -34,7 +34,9 @@
 //! `CONFLUX_CHECKER_OIDC_ISSUER` (and `CONFLUX_CHECKER_OIDC_APPLICATION_ID`, default
 //! `app`) set: an OpenID Connect provider at that issuer.
 
-use conflux::{object, v, App, DocumentId, Error, ErrorCode, IndexRange, Object, Result, TableDef, Value};
+use conflux::{
+    object, v, App, DocumentId, Error, ErrorCode, IndexRange, Object, Result, TableDef, Value,
+};
 use conflux_functions::context::DbWriter;
 
 /// The environment variable naming the issuer of a trusted OpenID Connect provider.
@@ -70,15 +72,21 @@ pub fn checker_app() -> Result<App> {
                 Ok(Value::Null)
             },
         )
-        .query("lists:read", v::object([("key", v::string())]), |ctx, args| {
-            let key = string_arg(&args, "key")?;
-            let mut db = ctx.db();
-            let doc = db
-                .query("lists")?
-                .with_index("by_key", IndexRange::new().eq("key", key.as_str()))?
-                .first()?;
-            Ok(Value::Array(doc.map(|doc| items_of(&doc.value)).unwrap_or_default()))
-        })
+        .query(
+            "lists:read",
+            v::object([("key", v::string())]),
+            |ctx, args| {
+                let key = string_arg(&args, "key")?;
+                let mut db = ctx.db();
+                let doc = db
+                    .query("lists")?
+                    .with_index("by_key", IndexRange::new().eq("key", key.as_str()))?
+                    .first()?;
+                Ok(Value::Array(
+                    doc.map(|doc| items_of(&doc.value)).unwrap_or_default(),
+                ))
+            },
+        )
         .mutation(
             "lists:append",
             v::object([
@@ -140,8 +148,10 @@ pub fn checker_app() -> Result<App> {
             |ctx, args| {
                 let key = string_arg(&args, "key")?;
                 let body = string_arg(&args, "body")?;
-                ctx.db()
-                    .insert("blobs", object! {"key" => key.as_str(), "body" => body.as_str()})?;
+                ctx.db().insert(
+                    "blobs",
+                    object! {"key" => key.as_str(), "body" => body.as_str()},
+                )?;
                 Ok(Value::Null)
             },
         )
@@ -149,7 +159,12 @@ pub fn checker_app() -> Result<App> {
             let docs = ctx.db().query("blobs")?.collect()?;
             let mut keys: Vec<String> = docs
                 .iter()
-                .filter_map(|doc| doc.value.get("key").and_then(Value::as_str).map(str::to_owned))
+                .filter_map(|doc| {
+                    doc.value
+                        .get("key")
+                        .and_then(Value::as_str)
+                        .map(str::to_owned)
+                })
                 .collect();
             keys.sort();
             Ok(Value::Array(keys.into_iter().map(Value::String).collect()))
@@ -157,26 +172,36 @@ pub fn checker_app() -> Result<App> {
         .mutation("flood:ping", v::no_args(), |_ctx, _args| {
             Ok(Value::String("pong".into()))
         })
-        .query("soak:room", v::object([("room", v::float64())]), |ctx, args| {
-            let room = number_arg(&args, "room")?;
-            let doc = ctx
-                .db()
-                .query("rooms")?
-                .with_index("by_room", IndexRange::new().eq("room", Value::Float64(room)))?
-                .first()?;
-            Ok(match doc {
-                Some(doc) => {
-                    let mut out = Object::new();
-                    out.insert("seq".into(), doc.value.get("seq").cloned().unwrap_or(Value::Null))?;
-                    out.insert(
-                        "sentAt".into(),
-                        doc.value.get("sentAt").cloned().unwrap_or(Value::Null),
-                    )?;
-                    Value::Object(out)
-                }
-                None => Value::Null,
-            })
-        })
+        .query(
+            "soak:room",
+            v::object([("room", v::float64())]),
+            |ctx, args| {
+                let room = number_arg(&args, "room")?;
+                let doc = ctx
+                    .db()
+                    .query("rooms")?
+                    .with_index(
+                        "by_room",
+                        IndexRange::new().eq("room", Value::Float64(room)),
+                    )?
+                    .first()?;
+                Ok(match doc {
+                    Some(doc) => {
+                        let mut out = Object::new();
+                        out.insert(
+                            "seq".into(),
+                            doc.value.get("seq").cloned().unwrap_or(Value::Null),
+                        )?;
+                        out.insert(
+                            "sentAt".into(),
+                            doc.value.get("sentAt").cloned().unwrap_or(Value::Null),
+                        )?;
+                        Value::Object(out)
+                    }
+                    None => Value::Null,
+                })
+            },
+        )
         .mutation(
             "soak:post",
             v::object([
@@ -191,9 +216,13 @@ pub fn checker_app() -> Result<App> {
                 let mut db = ctx.db();
                 let doc = db
                     .query("rooms")?
-                    .with_index("by_room", IndexRange::new().eq("room", Value::Float64(room)))?
+                    .with_index(
+                        "by_room",
+                        IndexRange::new().eq("room", Value::Float64(room)),
+                    )?
                     .first()?;
-                let fields = object! {"seq" => Value::Float64(seq), "sentAt" => Value::Float64(sent_at)};
+                let fields =
+                    object! {"seq" => Value::Float64(seq), "sentAt" => Value::Float64(sent_at)};
                 match doc {
                     Some(doc) => db.patch(&doc.id, fields)?,
                     None => {
@@ -211,7 +240,10 @@ pub fn checker_app() -> Result<App> {
                 None => Value::Null,
             })
         });
-    if let Some(issuer) = std::env::var(OIDC_ISSUER_ENV).ok().filter(|s| !s.is_empty()) {
+    if let Some(issuer) = std::env::var(OIDC_ISSUER_ENV)
+        .ok()
+        .filter(|s| !s.is_empty())
+    {
         let application_id = std::env::var(OIDC_APPLICATION_ID_ENV)
             .ok()
             .filter(|s| !s.is_empty())
@@ -238,7 +270,10 @@ fn append(db: &mut DbWriter<'_>, key: &str, value: f64, dedupe: bool) -> Result<
         .query("lists")?
         .with_index("by_key", IndexRange::new().eq("key", key))?
         .first()?;
-    let mut items = doc.as_ref().map(|doc| items_of(&doc.value)).unwrap_or_default();
+    let mut items = doc
+        .as_ref()
+        .map(|doc| items_of(&doc.value))
+        .unwrap_or_default();
     if dedupe && items.contains(&Value::Float64(value)) {
         return Ok(Appended::Before(items));
     }
@@ -246,7 +281,10 @@ fn append(db: &mut DbWriter<'_>, key: &str, value: f64, dedupe: bool) -> Result<
     match doc {
         Some(doc) => db.patch(&doc.id, object! {"items" => Value::Array(items.clone())})?,
         None => {
-            db.insert("lists", object! {"key" => key, "items" => Value::Array(items.clone())})?;
+            db.insert(
+                "lists",
+                object! {"key" => key, "items" => Value::Array(items.clone())},
+            )?;
         }
     }
     Ok(Appended::Now(items))
@@ -263,7 +301,12 @@ fn string_arg(args: &Object, name: &str) -> Result<String> {
     args.get(name)
         .and_then(Value::as_str)
         .map(str::to_owned)
-        .ok_or_else(|| Error::new(ErrorCode::ArgumentValidation, format!("`{name}` must be a string")))
+        .ok_or_else(|| {
+            Error::new(
+                ErrorCode::ArgumentValidation,
+                format!("`{name}` must be a string"),
+            )
+        })
 }
 
 fn number_arg(args: &Object, name: &str) -> Result<f64> {

@@ -267,6 +267,25 @@ pub enum Anomaly {
     Cycle(Cycle),
 }
 
+impl Anomaly {
+    /// The kind of violation, for grouping in reports.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Anomaly::LostAppend { .. } => "lost acknowledged append",
+            Anomaly::Duplicate { .. } => "duplicated append",
+            Anomaly::UnknownValue { .. } => "phantom value",
+            Anomaly::FailedAppendVisible { .. } => "aborted read",
+            Anomaly::NotAPrefix { .. } => "incompatible order",
+            Anomaly::OwnAppendMisplaced { .. } => "own append misplaced",
+            Anomaly::Garbled { .. } => "garbled result",
+            Anomaly::WentBackwards { .. } => "live query went backwards",
+            Anomaly::TimestampWentBackwards { .. } => "server timestamp went backwards",
+            Anomaly::StaleSubscription { .. } => "stale live query",
+            Anomaly::Cycle(_) => "dependency cycle",
+        }
+    }
+}
+
 impl fmt::Display for Anomaly {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -592,15 +611,17 @@ pub fn check(history: &History) -> Analysis {
                 .unwrap_or_default(),
             lists.join(" ")
         );
-        observation_nodes.push(graph.add(Txn {
-            describe,
-            reads: observation
-                .lists
-                .iter()
-                .map(|(k, l)| (k.clone(), l.clone()))
-                .collect(),
-            appends: Vec::new(),
-        }));
+        observation_nodes.push(
+            graph.add(Txn {
+                describe,
+                reads: observation
+                    .lists
+                    .iter()
+                    .map(|(k, l)| (k.clone(), l.clone()))
+                    .collect(),
+                appends: Vec::new(),
+            }),
+        );
     }
 
     // ---- the final lists ----

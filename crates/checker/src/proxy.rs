@@ -94,6 +94,8 @@ impl Drop for FaultyLink {
 async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
     loop {
         let Ok((client, _)) = listener.accept().await else {
+            // Out of file descriptors, most likely: back off instead of spinning.
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
             continue;
         };
         let upstream = *shared.upstream.lock();

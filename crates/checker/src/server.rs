@@ -223,8 +223,13 @@ impl ServerProcess {
         let pid = i32::try_from(self.pid).map_err(|_| "pid out of range".to_owned())?;
         let mut soft = 0u64;
         let mut hard = 0u64;
-        rlimit::prlimit(pid, rlimit::Resource::FSIZE, None, Some((&mut soft, &mut hard)))
-            .map_err(|err| format!("reading the file-size limit of {pid}: {err}"))?;
+        rlimit::prlimit(
+            pid,
+            rlimit::Resource::FSIZE,
+            None,
+            Some((&mut soft, &mut hard)),
+        )
+        .map_err(|err| format!("reading the file-size limit of {pid}: {err}"))?;
         let new_soft = bytes.unwrap_or(hard).min(hard);
         rlimit::prlimit(pid, rlimit::Resource::FSIZE, Some((new_soft, hard)), None)
             .map_err(|err| format!("setting the file-size limit of {pid}: {err}"))

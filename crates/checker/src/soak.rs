@@ -501,10 +501,7 @@ pub async fn run_soak(
     let rss_peak = samples.iter().map(|s| s.1).max().unwrap_or(0);
     let allowed = (rss_middle / 20).max(8 << 20);
     let levelled_off = rss_end <= rss_middle + allowed;
-    let total = percentiles(
-        &latencies.lock().total,
-        &[0.5, 0.9, 0.99, 0.999, 1.0],
-    );
+    let total = percentiles(&latencies.lock().total, &[0.5, 0.9, 0.99, 0.999, 1.0]);
     Ok(SoakReport {
         samples,
         windows,

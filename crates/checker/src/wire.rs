@@ -343,8 +343,14 @@ mod tests {
                 start_ts: 0,
                 end_ts: 1000,
                 updates: vec![
-                    QueryUpdate { query_id: 3, result: Ok(json!([1.0])) },
-                    QueryUpdate { query_id: 4, result: Err("boom".into()) },
+                    QueryUpdate {
+                        query_id: 3,
+                        result: Ok(json!([1.0]))
+                    },
+                    QueryUpdate {
+                        query_id: 4,
+                        result: Err("boom".into())
+                    },
                 ],
             }
         );
@@ -360,6 +366,9 @@ mod tests {
                 ts: None,
             }
         );
-        assert_eq!(sync_url("http://127.0.0.1:9/"), "ws://127.0.0.1:9/api/1.48.0/sync");
+        assert_eq!(
+            sync_url("http://127.0.0.1:9/"),
+            "ws://127.0.0.1:9/api/1.48.0/sync"
+        );
     }
 }

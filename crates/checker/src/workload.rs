@@ -28,7 +28,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use conflux_testkit::node::{event_name, NpmClients, NodeScenario};
+use conflux_testkit::node::{event_name, NodeScenario, NpmClients};
 use convex::{ConvexClient, FunctionResult, Value};
 use futures::StreamExt;
 use parking_lot::Mutex;
@@ -121,7 +121,11 @@ impl RunReport {
             "seed {}: {} in {:.1}s: {} acknowledged, {} failed, {} unknown appends, {} updates \
              seen, {} faults, {} transactions / {} dependencies checked",
             self.seed,
-            if self.analysis.is_valid() { "ok" } else { "VIOLATIONS" },
+            if self.analysis.is_valid() {
+                "ok"
+            } else {
+                "VIOLATIONS"
+            },
             self.elapsed.as_secs_f64(),
             s.acknowledged,
             s.failed,
@@ -147,8 +151,23 @@ impl RunReport {
                 .collect::<Vec<_>>()
                 .join("; ")
         );
+        // Every kind of violation, the first few of each.
+        const SHOWN_PER_KIND: usize = 5;
+        let mut shown: BTreeMap<&str, usize> = BTreeMap::new();
         for anomaly in &self.analysis.anomalies {
-            out.push_str(&format!("- {anomaly}\n"));
+            let count = shown.entry(anomaly.kind()).or_default();
+            *count += 1;
+            if *count <= SHOWN_PER_KIND {
+                out.push_str(&format!("- {anomaly}\n"));
+            }
+        }
+        for (kind, count) in shown {
+            if count > SHOWN_PER_KIND {
+                out.push_str(&format!(
+                    "  (and {} more of kind \"{kind}\")\n",
+                    count - SHOWN_PER_KIND
+                ));
+            }
         }
         out
     }
@@ -214,10 +233,10 @@ impl Recorder {
 
     fn fault(&self, description: String) {
         let at_ns = self.now();
-        self.inner.lock().faults.push(FaultRecord {
-            at_ns,
-            description,
-        });
+        self.inner
+            .lock()
+            .faults
+            .push(FaultRecord { at_ns, description });
     }
 
     fn latest(&self, client: usize) -> Option<BTreeMap<String, Vec<i64>>> {
@@ -323,7 +342,9 @@ fn convex_to_json(value: &Value) -> Option<Json> {
         Value::Float64(f) => json!(f),
         Value::Boolean(b) => json!(b),
         Value::String(s) => json!(s),
-        Value::Array(items) => Json::Array(items.iter().map(convex_to_json).collect::<Option<_>>()?),
+        Value::Array(items) => {
+            Json::Array(items.iter().map(convex_to_json).collect::<Option<_>>()?)
+        }
         Value::Object(fields) => Json::Object(
             fields
                 .iter()
@@ -340,7 +361,9 @@ fn parsed_outcome(kind: &OpKind, shown: &impl std::fmt::Debug, value: Json) -> O
         OpKind::Append { key, .. } => {
             let (list, already_appended) = match &value {
                 Json::Array(_) => (json_list_of(&value), false),
-                Json::Object(fields) => (fields.get("alreadyAppended").and_then(json_list_of), true),
+                Json::Object(fields) => {
+                    (fields.get("alreadyAppended").and_then(json_list_of), true)
+                }
                 _ => (None, false),
             };
             match list {
@@ -565,7 +588,10 @@ fn shorten(report: &str) -> String {
     if report.len() <= 2 * KEEP {
         return report.to_owned();
     }
-    let head_end = (0..=KEEP).rev().find(|i| report.is_char_boundary(*i)).unwrap_or(0);
+    let head_end = (0..=KEEP)
+        .rev()
+        .find(|i| report.is_char_boundary(*i))
+        .unwrap_or(0);
     let tail_start = (report.len() - KEEP..report.len())
         .find(|i| report.is_char_boundary(*i))
         .unwrap_or(report.len());
@@ -645,16 +671,26 @@ fn next_op(rng: &mut Rng, keys: &[String], value: i64, dedupe: bool) -> OpKind {
     }
 }
 
-async fn client_loop(
-    mut client: Client,
+/// What one client does, fixed by the seed.
+struct ClientPlan {
     index: usize,
     keys: Vec<String>,
+    /// Append idempotently (the Rust client; see the module docs).
     dedupe: bool,
-    mut rng: Rng,
+    rng: Rng,
     think_ms: (u64, u64),
     until: tokio::time::Instant,
-    recorder: Recorder,
-) -> (Client, bool) {
+}
+
+async fn client_loop(mut client: Client, plan: ClientPlan, recorder: Recorder) -> (Client, bool) {
+    let ClientPlan {
+        index,
+        keys,
+        dedupe,
+        mut rng,
+        think_ms,
+        until,
+    } = plan;
     let mut seq = 0i64;
     while tokio::time::Instant::now() < until {
         tokio::time::sleep(Duration::from_millis(rng.between(think_ms.0, think_ms.1))).await;
@@ -727,7 +763,10 @@ async fn fault_loop(
     }
 }
 
-async fn read_final_lists(url: &str, keys: &[String]) -> Result<BTreeMap<String, Vec<i64>>, HarnessError> {
+async fn read_final_lists(
+    url: &str,
+    keys: &[String],
+) -> Result<BTreeMap<String, Vec<i64>>, HarnessError> {
     let mut client = ConvexClient::new(url)
         .await
         .map_err(|err| format!("the final reader cannot start: {err}"))?;
@@ -784,7 +823,8 @@ pub async fn run(config: &RunConfig) -> Result<RunReport, HarnessError> {
         std::fs::remove_dir_all(&dir)
             .map_err(|err| format!("cannot clear {}: {err}", dir.display()))?;
     }
-    std::fs::create_dir_all(&dir).map_err(|err| format!("cannot create {}: {err}", dir.display()))?;
+    std::fs::create_dir_all(&dir)
+        .map_err(|err| format!("cannot create {}: {err}", dir.display()))?;
     let mut options = ServerOptions::new(&config.server_binary, dir.join("data"));
     options.log_file = dir.join("server.log");
     options.dev = true;
@@ -847,16 +887,15 @@ pub async fn run(config: &RunConfig) -> Result<RunReport, HarnessError> {
     let until = tokio::time::Instant::now() + config.duration;
     let mut loops = Vec::new();
     for (index, client) in clients.into_iter().enumerate() {
-        loops.push(tokio::spawn(client_loop(
-            client,
+        let plan = ClientPlan {
             index,
-            keys.clone(),
-            kinds[index] == ClientKind::Rust,
-            root.fork(index as u64 + 1),
-            config.think_ms,
+            keys: keys.clone(),
+            dedupe: kinds[index] == ClientKind::Rust,
+            rng: root.fork(index as u64 + 1),
+            think_ms: config.think_ms,
             until,
-            recorder.clone(),
-        )));
+        };
+        loops.push(tokio::spawn(client_loop(client, plan, recorder.clone())));
     }
     let faults = if config.faults {
         Some(tokio::spawn(fault_loop(
@@ -872,7 +911,11 @@ pub async fn run(config: &RunConfig) -> Result<RunReport, HarnessError> {
     };
     let mut finished = Vec::new();
     for handle in loops {
-        finished.push(handle.await.map_err(|err| format!("a client task failed: {err}"))?);
+        finished.push(
+            handle
+                .await
+                .map_err(|err| format!("a client task failed: {err}"))?,
+        );
     }
     if let Some(faults) = faults {
         faults
@@ -887,8 +930,9 @@ pub async fn run(config: &RunConfig) -> Result<RunReport, HarnessError> {
     let mut final_lists = read_final_lists(&url, &keys).await?;
     let settle_until = Instant::now() + SETTLE_TIMEOUT;
     loop {
-        let latest: Vec<Option<BTreeMap<String, Vec<i64>>>> =
-            (0..finished.len()).map(|index| recorder.latest(index)).collect();
+        let latest: Vec<Option<BTreeMap<String, Vec<i64>>>> = (0..finished.len())
+            .map(|index| recorder.latest(index))
+            .collect();
         let settled = finished
             .iter()
             .zip(&latest)

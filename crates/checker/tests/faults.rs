@@ -37,7 +37,11 @@ async fn client(url: &str) -> ConvexClient {
 }
 
 /// Run a mutation with a deadline; the result as the client sees it.
-async fn mutate(client: &mut ConvexClient, path: &str, arguments: BTreeMap<String, Value>) -> FunctionResult {
+async fn mutate(
+    client: &mut ConvexClient,
+    path: &str,
+    arguments: BTreeMap<String, Value>,
+) -> FunctionResult {
     tokio::time::timeout(PATIENCE, client.mutation(path, arguments))
         .await
         .unwrap_or_else(|_| panic!("{path} was not answered within {PATIENCE:?}"))
@@ -53,7 +57,10 @@ async fn timed_append(client: &mut ConvexClient, key: &str, value: f64) -> Durat
         args(&[("key", Value::from(key)), ("value", Value::Float64(value))]),
     )
     .await;
-    assert!(matches!(result, FunctionResult::Value(Value::Array(_))), "{result:?}");
+    assert!(
+        matches!(result, FunctionResult::Value(Value::Array(_))),
+        "{result:?}"
+    );
     started.elapsed()
 }
 
@@ -99,16 +106,17 @@ async fn a_full_disk_fails_mutations_clearly_keeps_what_was_acknowledged_and_rec
     let mut options = ServerOptions::new(SERVER, dir.path().join("data"));
     options.log_file = dir.path().join("server.log");
     options.survive_file_size_limit = true;
-    let server = ServerProcess::start(&options).await.expect("the server starts");
+    let server = ServerProcess::start(&options)
+        .await
+        .expect("the server starts");
     let mut writer = client(server.client_url()).await;
     let mut reader = client(server.client_url()).await;
     let mut keys = reader
         .subscribe("blobs:keys", BTreeMap::new())
         .await
         .expect("subscribed");
-    let put = |key: String, body: &str| {
-        args(&[("key", Value::String(key)), ("body", Value::from(body))])
-    };
+    let put =
+        |key: String, body: &str| args(&[("key", Value::String(key)), ("body", Value::from(body))]);
 
     let mut acknowledged = Vec::new();
     for i in 0..5 {
@@ -138,15 +146,32 @@ async fn a_full_disk_fails_mutations_clearly_keeps_what_was_acknowledged_and_rec
             other => panic!("unexpected result {other:?}"),
         }
     }
+    eprintln!(
+        "disk full after {} acknowledged writes; first refusal: {}",
+        acknowledged.len(),
+        refused
+            .first()
+            .and_then(|(_, message)| message.lines().last())
+            .unwrap_or("none")
+    );
     assert!(
         refused.len() == 3,
         "the disk never filled: {} blobs of 64 KiB were acknowledged",
         acknowledged.len()
     );
+    // The first refusal says what happened; the next ones (the store is closed until the
+    // disk has room again) say what to do. All name the operating system's reason.
+    let first = &refused[0].1;
+    assert!(
+        first.contains("could not write to disk") && first.contains("nothing was committed"),
+        "the error says what happened: {first}"
+    );
     for (_, message) in &refused {
         assert!(
-            message.contains("could not write to disk") && message.contains("nothing was committed"),
-            "the error says what happened: {message}"
+            message.contains("File too large")
+                && (message.contains("nothing was committed")
+                    || message.contains("free disk space")),
+            "the error says why and what to do: {message}"
         );
     }
     // Reads keep working, and show exactly what was acknowledged.
@@ -159,7 +184,9 @@ async fn a_full_disk_fails_mutations_clearly_keeps_what_was_acknowledged_and_rec
     assert_eq!(strings(&listed), sorted, "reads while the disk is full");
 
     // Space returns: the next write succeeds without a restart (the store reopens itself).
-    server.set_file_size_limit(None).expect("the limit is lifted");
+    server
+        .set_file_size_limit(None)
+        .expect("the limit is lifted");
     let deadline = Instant::now() + PATIENCE;
     loop {
         match mutate(&mut writer, "blobs:put", put("after".into(), "small")).await {
@@ -184,13 +211,18 @@ async fn a_full_disk_fails_mutations_clearly_keeps_what_was_acknowledged_and_rec
         if strings(&update) == sorted {
             break;
         }
-        assert!(Instant::now() < deadline, "the live query never showed {sorted:?}");
+        assert!(
+            Instant::now() < deadline,
+            "the live query never showed {sorted:?}"
+        );
     }
 
     // A crash now loses nothing acknowledged and resurrects nothing refused.
     drop((writer, reader, keys));
     server.kill().await.expect("SIGKILL");
-    let server = ServerProcess::start(&options).await.expect("the server restarts");
+    let server = ServerProcess::start(&options)
+        .await
+        .expect("the server restarts");
     let mut after_crash = client(server.client_url()).await;
     let listed = tokio::time::timeout(PATIENCE, after_crash.query("blobs:keys", BTreeMap::new()))
         .await
@@ -288,7 +320,9 @@ async fn a_slow_or_down_key_endpoint_fails_new_sign_ins_clearly_and_nobody_else_
         .env("CONFLUX_JWKS_REFETCH_COOLDOWN_SECS", "0");
     options.log_file = dir.path().join("server.log");
     options.dev = true;
-    let server = ServerProcess::start(&options).await.expect("the server starts");
+    let server = ServerProcess::start(&options)
+        .await
+        .expect("the server starts");
     let url = server.client_url().to_owned();
 
     // Alice signs in while the provider is up; Bob stays anonymous.
@@ -297,7 +331,10 @@ async fn a_slow_or_down_key_endpoint_fails_new_sign_ins_clearly_and_nobody_else_
         .expect("a relay");
     let mut alice = client(&alice_link.url()).await;
     alice.set_auth(Some(token(&provider, "alice"))).await;
-    assert_eq!(whoami(&mut alice).await, FunctionResult::Value(Value::from("alice")));
+    assert_eq!(
+        whoami(&mut alice).await,
+        FunctionResult::Value(Value::from("alice"))
+    );
     let mut bob = client(&url).await;
     assert_eq!(whoami(&mut bob).await, FunctionResult::Value(Value::Null));
     let mut baseline = Vec::new();
@@ -337,6 +374,10 @@ async fn a_slow_or_down_key_endpoint_fails_new_sign_ins_clearly_and_nobody_else_
         "the failure comes after the fetch limit, not the provider's delay: {carol_waited:?}"
     );
     let during = median(during);
+    eprintln!(
+        "slow provider: Carol refused after {carol_waited:?}; others' median mutation {during:?} \
+         (before: {baseline:?})"
+    );
     assert!(
         during <= baseline * 4 + Duration::from_millis(25),
         "a slow provider slowed everyone down: median {during:?} against {baseline:?} before"
@@ -358,14 +399,23 @@ async fn a_slow_or_down_key_endpoint_fails_new_sign_ins_clearly_and_nobody_else_
     alice_link.cut();
     let deadline = Instant::now() + PATIENCE;
     while alice_link.connections() < 2 {
-        assert!(Instant::now() < deadline, "Alice's client did not reconnect");
+        assert!(
+            Instant::now() < deadline,
+            "Alice's client did not reconnect"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    assert_eq!(whoami(&mut alice).await, FunctionResult::Value(Value::from("alice")));
+    assert_eq!(
+        whoami(&mut alice).await,
+        FunctionResult::Value(Value::from("alice"))
+    );
     timed_append(&mut alice, "alice", 100.0).await;
     timed_append(&mut bob, "bob", 100.0).await;
     assert_eq!(whoami(&mut bob).await, FunctionResult::Value(Value::Null));
-    assert!(alice_link.connections_cut() >= 1, "Alice's connection was cut");
+    assert!(
+        alice_link.connections_cut() >= 1,
+        "Alice's connection was cut"
+    );
 
     // The provider is back: new sign-ins work again.
     provider.set_down(false);
@@ -392,7 +442,9 @@ async fn a_client_sending_ten_thousand_requests_a_second_is_limited_without_slow
         .env("CONFLUX_SYNC_RATE_LIMIT_PER_SECOND", RATE.to_string())
         .env("CONFLUX_SYNC_RATE_LIMIT_BURST", BURST.to_string());
     options.log_file = dir.path().join("server.log");
-    let server = ServerProcess::start(&options).await.expect("the server starts");
+    let server = ServerProcess::start(&options)
+        .await
+        .expect("the server starts");
     let url = server.client_url().to_owned();
     let mut other = client(&url).await;
     let mut baseline = Vec::new();
@@ -407,7 +459,7 @@ async fn a_client_sending_ten_thousand_requests_a_second_is_limited_without_slow
     let counting = tokio::spawn(async move {
         let (mut ok, mut limited, mut other_errors) = (0u64, 0u64, Vec::new());
         let mut closed = false;
-        while ok + limited + other_errors.len() as u64 < 20_000 {
+        while ok + limited + (other_errors.len() as u64) < 20_000 {
             match tokio::time::timeout(PATIENCE, receiver.next()).await {
                 Ok(Some(ServerMessage::MutationResponse { result, .. })) => match result {
                     Ok(_) => ok += 1,
@@ -468,6 +520,10 @@ async fn a_client_sending_ten_thousand_requests_a_second_is_limited_without_slow
     );
     assert!(limited >= 15_000, "only {limited} requests were refused");
     let during = median(during);
+    eprintln!(
+        "flood: {ok} ran, {limited} refused in {flood_took:?}; another client's median mutation \
+         {during:?} (before: {baseline:?})"
+    );
     assert!(
         during <= baseline * 4 + Duration::from_millis(25),
         "the flood slowed another client down: median {during:?} against {baseline:?} before"

@@ -154,17 +154,23 @@ impl RunSet {
         order.get(order.len().saturating_sub(1) / 2).copied()
     }
 
-    /// `min–max` of `key` over the runs, formatted with `fmt`; a single run gives one value.
+    /// `min–max` of `key` over the runs that recorded anything, formatted with `fmt`; a
+    /// single run gives one value, no such run gives `none`.
     pub fn spread<K, F>(&self, key: K, fmt: F) -> String
     where
         K: Fn(&RunResult) -> u64,
         F: Fn(u64) -> String,
     {
-        let values: Vec<u64> = self.runs.iter().map(key).collect();
+        let values: Vec<u64> = self
+            .runs
+            .iter()
+            .filter(|run| run.latency.count > 0)
+            .map(key)
+            .collect();
         match (values.iter().min(), values.iter().max()) {
             (Some(min), Some(max)) if min != max => format!("{}–{}", fmt(*min), fmt(*max)),
             (Some(min), Some(_)) => fmt(*min),
-            _ => "–".to_string(),
+            _ => "none".to_string(),
         }
     }
 }
@@ -188,6 +194,7 @@ mod tests {
         let run = |p50| RunResult {
             latency: Summary {
                 p50,
+                count: 1,
                 ..Summary::default()
             },
             ..RunResult::default()

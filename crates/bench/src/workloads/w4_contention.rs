@@ -30,7 +30,11 @@ pub async fn run(ctx: &Context) -> Result<String> {
     let clients = profile.w4_clients;
     let mut outcomes: Vec<Outcome> = Vec::new();
     for &keys in &profile.w4_keys {
-        let config = format!("M = {} keys, K = {clients} clients", thousands(keys as u64));
+        let config = format!(
+            "M = {} key{}, K = {clients} clients",
+            thousands(keys as u64),
+            if keys == 1 { "" } else { "s" }
+        );
         for system in Driven::ALL {
             let info = ctx.describe(system);
             ctx.progress(&format!("{config}: {}", info.label()));

@@ -93,7 +93,10 @@ async fn main_async(args: Args) -> ExitCode {
     } else {
         NpmClients::locate_or_skip()
     };
-    let temp = match tempfile::Builder::new().prefix("conflux-checker-").tempdir() {
+    let temp = match tempfile::Builder::new()
+        .prefix("conflux-checker-")
+        .tempdir()
+    {
         Ok(temp) => temp,
         Err(err) => {
             eprintln!("checker: cannot create a temporary folder: {err}");
@@ -115,7 +118,9 @@ async fn main_async(args: Args) -> ExitCode {
         config.broken = args.broken;
         config.npm = npm.clone();
         match run(&config).await {
-            Ok(report) if report.analysis.is_valid() && std::env::var("CHK_DUMP").is_err() => println!("{}", report.summary()),
+            Ok(report) if report.analysis.is_valid() && std::env::var("CHK_DUMP").is_err() => {
+                println!("{}", report.summary())
+            }
             Ok(report) => {
                 failures += 1;
                 println!("{}", report.failure_report());
@@ -137,7 +142,11 @@ async fn main_async(args: Args) -> ExitCode {
         "{} of {} runs passed{}",
         args.runs - failures,
         args.runs,
-        if args.broken { " (broken build: failures are expected)" } else { "" }
+        if args.broken {
+            " (broken build: failures are expected)"
+        } else {
+            ""
+        }
     );
     if failures > 0 && args.work_dir.is_none() {
         let kept = temp.keep();

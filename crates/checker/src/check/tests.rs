@@ -91,7 +91,10 @@ fn a_serial_history_with_live_updates_is_valid() {
 fn two_appends_that_read_the_same_list_lose_one_of_them() {
     let h = history(
         vec![client(ClientKind::Rust), client(ClientKind::Rust)],
-        vec![append(0, "a", 1, (0, 10), &[1]), append(1, "a", 2, (0, 10), &[2])],
+        vec![
+            append(0, "a", 1, (0, 10), &[1]),
+            append(1, "a", 2, (0, 10), &[2]),
+        ],
         &[("a", &[2])],
     );
     let analysis = check(&h);
@@ -131,7 +134,11 @@ fn write_skew_is_a_cycle_of_two_anti_dependencies() {
         panic!("{:#?}", analysis.anomalies)
     };
     assert_eq!(cycle.steps.len(), 2);
-    assert!(cycle.classification().starts_with("G2"), "{}", cycle.classification());
+    assert!(
+        cycle.classification().starts_with("G2"),
+        "{}",
+        cycle.classification()
+    );
     let text = cycle.to_string();
     assert!(text.contains("rw on b: read 0 element(s), not 2"), "{text}");
     assert!(text.contains("rw on a: read 0 element(s), not 1"), "{text}");
@@ -146,10 +153,14 @@ fn a_resent_mutation_applied_twice_is_a_duplicate() {
     );
     let analysis = check(&h);
     assert!(
-        analysis
-            .anomalies
-            .iter()
-            .any(|a| matches!(a, Anomaly::Duplicate { value: 1, count: 2, .. })),
+        analysis.anomalies.iter().any(|a| matches!(
+            a,
+            Anomaly::Duplicate {
+                value: 1,
+                count: 2,
+                ..
+            }
+        )),
         "{:#?}",
         analysis.anomalies
     );
@@ -198,7 +209,10 @@ fn failed_and_unknown_values_and_phantoms_are_told_apart() {
 fn a_live_query_that_goes_back_in_time_is_reported() {
     let mut h = history(
         vec![client(ClientKind::Npm)],
-        vec![append(0, "a", 1, (0, 10), &[1]), append(0, "a", 2, (20, 30), &[1, 2])],
+        vec![
+            append(0, "a", 1, (0, 10), &[1]),
+            append(0, "a", 2, (20, 30), &[1, 2]),
+        ],
         &[("a", &[1, 2])],
     );
     let seen = |at_ns: u64, ts: u64, list: &[i64]| Observation {
@@ -215,7 +229,9 @@ fn a_live_query_that_goes_back_in_time_is_reported() {
         "{texts:#?}"
     );
     assert!(
-        texts.iter().any(|t| t.contains("server timestamp 150 after 200")),
+        texts
+            .iter()
+            .any(|t| t.contains("server timestamp 150 after 200")),
         "{texts:#?}"
     );
     // The stale read after the client's own acknowledged write is also a cycle.
@@ -262,7 +278,10 @@ fn a_write_that_ignores_one_acknowledged_earlier_is_a_real_time_cycle() {
 fn reads_that_disagree_on_the_order_and_stale_subscriptions_are_reported() {
     let mut h = history(
         vec![client(ClientKind::Npm)],
-        vec![append(0, "a", 1, (0, 10), &[1]), append(0, "a", 2, (20, 30), &[1, 2])],
+        vec![
+            append(0, "a", 1, (0, 10), &[1]),
+            append(0, "a", 2, (20, 30), &[1, 2]),
+        ],
         &[("a", &[1, 2])],
     );
     h.observations = vec![Observation {
@@ -272,13 +291,21 @@ fn reads_that_disagree_on_the_order_and_stale_subscriptions_are_reported() {
         lists: lists(&[("a", &[2])]),
     }];
     h.clients[0].alive_at_end = true;
-    let texts: Vec<String> = check(&h).anomalies.iter().map(ToString::to_string).collect();
+    let texts: Vec<String> = check(&h)
+        .anomalies
+        .iter()
+        .map(ToString::to_string)
+        .collect();
     assert!(
-        texts.iter().any(|t| t.starts_with("incompatible order of a")),
+        texts
+            .iter()
+            .any(|t| t.starts_with("incompatible order of a")),
         "{texts:#?}"
     );
     assert!(
-        texts.iter().any(|t| t.starts_with("stale live query: client 0")),
+        texts
+            .iter()
+            .any(|t| t.starts_with("stale live query: client 0")),
         "{texts:#?}"
     );
 }
@@ -316,5 +343,9 @@ fn the_lists_of_an_idempotent_resend_were_read_after_the_original_append() {
     }
     let analysis = check(&h);
     assert!(analysis.has_cycle(), "{:#?}", analysis.anomalies);
-    assert!(analysis.anomalies[0].to_string().contains("G1c"), "{}", analysis.anomalies[0]);
+    assert!(
+        analysis.anomalies[0].to_string().contains("G1c"),
+        "{}",
+        analysis.anomalies[0]
+    );
 }
