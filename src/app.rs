@@ -142,7 +142,8 @@ impl App {
         prefix: &str,
         handler: HttpActionHandler,
     ) -> App {
-        self.routes.push(Route::path_prefix(method, prefix, handler));
+        self.routes
+            .push(Route::path_prefix(method, prefix, handler));
         self
     }
 

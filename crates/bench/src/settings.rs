@@ -64,7 +64,7 @@ impl Profile {
             quick: false,
             runs: 3,
             warmup: Duration::from_millis(1000),
-            run: Duration::from_millis(2500),
+            run: Duration::from_millis(2000),
             drain: Duration::from_secs(3),
             w1: vec![(50.0, 200), (500.0, 200), (500.0, 1024)],
             w2_subscribers: vec![100, 1000, 5000],

@@ -157,9 +157,9 @@ impl ErrorCode {
             | ErrorCode::InvalidVersion
             | ErrorCode::UserError => 400,
             ErrorCode::PayloadTooLarge => 413,
-            ErrorCode::FunctionNotFound | ErrorCode::DocumentNotFound | ErrorCode::NoMatchingRoute => {
-                404
-            }
+            ErrorCode::FunctionNotFound
+            | ErrorCode::DocumentNotFound
+            | ErrorCode::NoMatchingRoute => 404,
             ErrorCode::Unauthenticated
             | ErrorCode::InvalidAuthHeader
             | ErrorCode::TokenMalformed

@@ -214,7 +214,9 @@ impl Transaction {
         if !creation_time.is_finite() || creation_time.is_sign_negative() {
             return Err(Error::new(
                 ErrorCode::InvalidValue,
-                format!("cannot import `{id}`: `_creationTime` {creation_time} is not a valid time"),
+                format!(
+                    "cannot import `{id}`: `_creationTime` {creation_time} is not a valid time"
+                ),
             ));
         }
         for name in value.keys() {
@@ -226,7 +228,10 @@ impl Transaction {
         if self.get(&id)?.is_some() {
             return Err(Error::new(
                 ErrorCode::InvalidValue,
-                format!("cannot import `{id}` into `{}`: a document with this id exists", table.name),
+                format!(
+                    "cannot import `{id}` into `{}`: a document with this id exists",
+                    table.name
+                ),
             ));
         }
         self.shared.observe_creation_time(creation_time);

@@ -14,7 +14,7 @@ use conflux_db::{Document, Query, Transaction};
 use conflux_values::{DocumentId, Object, Value};
 use parking_lot::Mutex;
 
-use crate::runner::{FunctionRunner, Caller};
+use crate::runner::{Caller, FunctionRunner};
 
 /// Log lines of one function run, in the `"[LEVEL] message"` form the clients print.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -29,8 +29,9 @@ impl LogLines {
         if self.0.len() < MAX_LOG_LINES {
             self.0.push(format!("[{level}] {message}"));
         } else if self.0.len() == MAX_LOG_LINES {
-            self.0
-                .push(format!("[WARN] log limit of {MAX_LOG_LINES} lines reached; later lines dropped"));
+            self.0.push(format!(
+                "[WARN] log limit of {MAX_LOG_LINES} lines reached; later lines dropped"
+            ));
         }
     }
 
@@ -274,13 +275,12 @@ impl ActionCtx {
 
     /// Run another action as the same caller.
     pub async fn run_action(&self, path: &str, args: Object) -> Result<Value> {
-        let outcome = Box::pin(self.runner.run_action(
-            path,
-            args,
-            self.identity.clone(),
-            Caller::Internal,
-        ))
-        .await;
+        let outcome =
+            Box::pin(
+                self.runner
+                    .run_action(path, args, self.identity.clone(), Caller::Internal),
+            )
+            .await;
         self.log.lock().extend(outcome.log_lines);
         outcome.result
     }

@@ -44,10 +44,14 @@ impl UdfPath {
                     .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
         });
         if !ok_module {
-            return Err(bad("the module may only contain letters, digits, `_`, `-`, `.` and `/`"));
+            return Err(bad(
+                "the module may only contain letters, digits, `_`, `-`, `.` and `/`",
+            ));
         }
         if !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-            return Err(bad("the function name may only contain letters, digits and `_`"));
+            return Err(bad(
+                "the function name may only contain letters, digits and `_`",
+            ));
         }
         Ok(UdfPath(format!("{module}:{name}")))
     }
@@ -75,10 +79,22 @@ mod tests {
 
     #[test]
     fn clients_spellings_map_to_one_canonical_path() {
-        assert_eq!(UdfPath::parse("messages").unwrap().as_str(), "messages:default");
-        assert_eq!(UdfPath::parse("messages.js:list").unwrap().as_str(), "messages:list");
-        assert_eq!(UdfPath::parse("dir/file:name").unwrap().as_str(), "dir/file:name");
-        assert_eq!(UdfPath::parse("dir/file:name").unwrap().module(), "dir/file");
+        assert_eq!(
+            UdfPath::parse("messages").unwrap().as_str(),
+            "messages:default"
+        );
+        assert_eq!(
+            UdfPath::parse("messages.js:list").unwrap().as_str(),
+            "messages:list"
+        );
+        assert_eq!(
+            UdfPath::parse("dir/file:name").unwrap().as_str(),
+            "dir/file:name"
+        );
+        assert_eq!(
+            UdfPath::parse("dir/file:name").unwrap().module(),
+            "dir/file"
+        );
     }
 
     #[test]

@@ -49,8 +49,7 @@ pub enum Visibility {
 /// A query handler: synchronous, read-only.
 pub type QueryHandler = Arc<dyn Fn(&mut QueryCtx<'_>, Object) -> Result<Value> + Send + Sync>;
 /// A mutation handler: synchronous, one transaction.
-pub type MutationHandler =
-    Arc<dyn Fn(&mut MutationCtx<'_>, Object) -> Result<Value> + Send + Sync>;
+pub type MutationHandler = Arc<dyn Fn(&mut MutationCtx<'_>, Object) -> Result<Value> + Send + Sync>;
 /// An action handler: asynchronous, free side effects.
 pub type ActionHandler =
     Arc<dyn Fn(ActionCtx, Object) -> BoxFuture<'static, Result<Value>> + Send + Sync>;
@@ -113,7 +112,9 @@ impl Registry {
         if self.functions.contains_key(&path) {
             return Err(Error::new(
                 ErrorCode::BadRequest,
-                format!("The function `{path}` is registered twice; give each function its own name."),
+                format!(
+                    "The function `{path}` is registered twice; give each function its own name."
+                ),
             ));
         }
         self.functions.insert(
@@ -133,7 +134,12 @@ impl Registry {
     where
         F: Fn(&mut QueryCtx<'_>, Object) -> Result<Value> + Send + Sync + 'static,
     {
-        self.add(path, Visibility::Public, args, Handler::Query(Arc::new(handler)))
+        self.add(
+            path,
+            Visibility::Public,
+            args,
+            Handler::Query(Arc::new(handler)),
+        )
     }
 
     /// Register a public mutation.
@@ -141,7 +147,12 @@ impl Registry {
     where
         F: Fn(&mut MutationCtx<'_>, Object) -> Result<Value> + Send + Sync + 'static,
     {
-        self.add(path, Visibility::Public, args, Handler::Mutation(Arc::new(handler)))
+        self.add(
+            path,
+            Visibility::Public,
+            args,
+            Handler::Mutation(Arc::new(handler)),
+        )
     }
 
     /// Register a public action.

@@ -223,7 +223,11 @@ impl FunctionRunner {
             .map_err(|err| {
                 Error::new(
                     ErrorCode::ArgumentValidation,
-                    format!("ArgumentValidationError for `{}`: {}", def.path, err.message()),
+                    format!(
+                        "ArgumentValidationError for `{}`: {}",
+                        def.path,
+                        err.message()
+                    ),
                 )
             })
     }
@@ -375,7 +379,10 @@ impl FunctionRunner {
             return failed(err, LogLines::default());
         }
         let Handler::Mutation(handler) = def.handler else {
-            return failed(Error::internal("registry kind mismatch"), LogLines::default());
+            return failed(
+                Error::internal("registry kind mismatch"),
+                LogLines::default(),
+            );
         };
         let max_retries = *knobs::MUTATION_MAX_RETRIES_COUNT;
         let mut attempt: u32 = 0;
@@ -545,7 +552,10 @@ impl FunctionRunner {
                     header
                 }
             }
-            _ => format!("{header}\nUncaught Error: {}", err.client_message(self.inner.dev_mode)),
+            _ => format!(
+                "{header}\nUncaught Error: {}",
+                err.client_message(self.inner.dev_mode)
+            ),
         };
         FunctionFailure {
             message,
@@ -595,8 +605,9 @@ fn lookup_session_request(tx: &mut Transaction, key: &MutationKey) -> Result<Opt
                 .get("result")
                 .and_then(Value::as_str)
                 .ok_or_else(|| Error::internal("session request record without a result"))?;
-            let json: serde_json::Value = serde_json::from_str(stored)
-                .map_err(|err| Error::internal(format!("stored mutation result unreadable: {err}")))?;
+            let json: serde_json::Value = serde_json::from_str(stored).map_err(|err| {
+                Error::internal(format!("stored mutation result unreadable: {err}"))
+            })?;
             Ok(Some(Value::from_convex_json(&json)?))
         }
         None => Ok(None),

@@ -44,7 +44,10 @@ fn registry(runs: Arc<AtomicU32>) -> Registry {
     .unwrap();
     r.mutation(
         "messages:send",
-        v::object([("body", v::required(v::string())), ("channel", v::optional(v::string()))]),
+        v::object([
+            ("body", v::required(v::string())),
+            ("channel", v::optional(v::string())),
+        ]),
         |ctx, args| {
             let body = args.get("body").and_then(Value::as_str).unwrap_or_default();
             if body.is_empty() {
@@ -105,13 +108,17 @@ fn registry(runs: Arc<AtomicU32>) -> Registry {
         std::thread::sleep(Duration::from_millis(20));
     })
     .unwrap();
-    r.action("messages:sendTwice", v::object([("body", v::string())]), |ctx, args| async move {
-        ctx.run_mutation("messages:send", args.clone()).await?;
-        ctx.run_mutation("messages:send", args).await?;
-        let value = ctx.run_query("secret:read", Object::new()).await?;
-        ctx.log("sent twice");
-        Ok(value)
-    })
+    r.action(
+        "messages:sendTwice",
+        v::object([("body", v::string())]),
+        |ctx, args| async move {
+            ctx.run_mutation("messages:send", args.clone()).await?;
+            ctx.run_mutation("messages:send", args).await?;
+            let value = ctx.run_query("secret:read", Object::new()).await?;
+            ctx.log("sent twice");
+            Ok(value)
+        },
+    )
     .unwrap();
     r
 }
@@ -119,7 +126,10 @@ fn registry(runs: Arc<AtomicU32>) -> Registry {
 fn runner(dir: &std::path::Path, options: RunnerOptions) -> (FunctionRunner, Arc<AtomicU32>) {
     let db = Database::open_sled(dir, schema()).unwrap();
     let runs = Arc::new(AtomicU32::new(0));
-    (FunctionRunner::new(db, registry(runs.clone()), options), runs)
+    (
+        FunctionRunner::new(db, registry(runs.clone()), options),
+        runs,
+    )
 }
 
 fn alice() -> Identity {
@@ -149,7 +159,13 @@ async fn a_mutation_is_visible_to_the_next_query_and_records_its_author() {
     let ts = sent.ts.expect("a committed mutation has a timestamp");
     assert!(sent.result.is_ok());
     let listed = runner
-        .run_query("messages:list", Object::new(), Identity::Anonymous, Caller::Client, None)
+        .run_query(
+            "messages:list",
+            Object::new(),
+            Identity::Anonymous,
+            Caller::Client,
+            None,
+        )
         .await;
     assert!(listed.ts >= ts, "the query runs at or after the commit");
     let Value::Array(messages) = listed.result.unwrap() else {
@@ -204,7 +220,10 @@ async fn a_user_error_reaches_the_client_with_its_data_in_both_modes() {
         let err = outcome.result.unwrap_err();
         let failure = runner.failure(&err);
         assert_eq!(failure.data, Some(serde_json::json!({"code": "BadBody"})));
-        assert!(failure.message.contains("message body is empty"), "{failure:?}");
+        assert!(
+            failure.message.contains("message body is empty"),
+            "{failure:?}"
+        );
     }
 }
 
@@ -213,11 +232,18 @@ async fn internal_functions_are_invisible_to_clients_but_callable_from_actions()
     let dir = tempfile::tempdir().unwrap();
     let (runner, _) = runner(dir.path(), RunnerOptions::default());
     let from_client = runner
-        .run_query("secret:read", Object::new(), Identity::Anonymous, Caller::Client, None)
+        .run_query(
+            "secret:read",
+            Object::new(),
+            Identity::Anonymous,
+            Caller::Client,
+            None,
+        )
         .await;
     let err = from_client.result.unwrap_err();
     assert!(
-        err.message().contains("Could not find public function for 'secret:read'"),
+        err.message()
+            .contains("Could not find public function for 'secret:read'"),
         "{err}"
     );
     let action = runner
@@ -231,7 +257,13 @@ async fn internal_functions_are_invisible_to_clients_but_callable_from_actions()
     assert_eq!(action.result.unwrap(), Value::from("internal"));
     assert_eq!(action.log_lines.lines(), ["[LOG] sent twice"]);
     let listed = runner
-        .run_query("messages:list", Object::new(), Identity::Anonymous, Caller::Client, None)
+        .run_query(
+            "messages:list",
+            Object::new(),
+            Identity::Anonymous,
+            Caller::Client,
+            None,
+        )
         .await;
     assert!(matches!(listed.result.unwrap(), Value::Array(m) if m.len() == 2));
 }
@@ -241,7 +273,13 @@ async fn calling_a_function_as_the_wrong_kind_says_what_it_is() {
     let dir = tempfile::tempdir().unwrap();
     let (runner, _) = runner(dir.path(), RunnerOptions::default());
     let outcome = runner
-        .run_query("messages:send", Object::new(), Identity::Anonymous, Caller::Client, None)
+        .run_query(
+            "messages:send",
+            Object::new(),
+            Identity::Anonymous,
+            Caller::Client,
+            None,
+        )
         .await;
     let err = outcome.result.unwrap_err();
     assert!(err.message().contains("defined as Mutation"), "{err}");
@@ -273,7 +311,10 @@ async fn concurrent_increments_conflict_and_are_retried_until_every_one_counts()
     }
     results.sort_by(f64::total_cmp);
     let expected: Vec<f64> = (1..=20).map(f64::from).collect();
-    assert_eq!(results, expected, "serializable: each increment saw the one before");
+    assert_eq!(
+        results, expected,
+        "serializable: each increment saw the one before"
+    );
     assert!(runs.load(Ordering::SeqCst) >= 20);
 }
 
@@ -304,7 +345,11 @@ async fn a_mutation_resent_with_the_same_session_and_request_id_is_applied_once(
         )
         .await;
     assert_eq!(first.result.unwrap(), Value::Float64(1.0));
-    assert_eq!(again.result.unwrap(), Value::Float64(1.0), "the stored result");
+    assert_eq!(
+        again.result.unwrap(),
+        Value::Float64(1.0),
+        "the stored result"
+    );
     assert!(again.ts.unwrap() >= first.ts.unwrap());
     assert_eq!(runs.load(Ordering::SeqCst), 1, "the handler ran once");
 }
@@ -318,7 +363,13 @@ async fn a_query_past_its_time_limit_fails_with_a_timeout_naming_the_knob() {
     };
     let (runner, _) = runner(dir.path(), options);
     let outcome = runner
-        .run_query("slow:loop", Object::new(), Identity::Anonymous, Caller::Client, None)
+        .run_query(
+            "slow:loop",
+            Object::new(),
+            Identity::Anonymous,
+            Caller::Client,
+            None,
+        )
         .await;
     let err = outcome.result.unwrap_err();
     assert_eq!(err.code(), ErrorCode::FunctionTimeout);
@@ -330,11 +381,26 @@ async fn an_unknown_function_and_a_malformed_path_are_clear_errors() {
     let dir = tempfile::tempdir().unwrap();
     let (runner, _) = runner(dir.path(), RunnerOptions::default());
     let missing = runner
-        .run_query("nope:list", Object::new(), Identity::Anonymous, Caller::Client, None)
+        .run_query(
+            "nope:list",
+            Object::new(),
+            Identity::Anonymous,
+            Caller::Client,
+            None,
+        )
         .await;
-    assert_eq!(missing.result.unwrap_err().code(), ErrorCode::FunctionNotFound);
+    assert_eq!(
+        missing.result.unwrap_err().code(),
+        ErrorCode::FunctionNotFound
+    );
     let malformed = runner
-        .run_query("../x:y", Object::new(), Identity::Anonymous, Caller::Client, None)
+        .run_query(
+            "../x:y",
+            Object::new(),
+            Identity::Anonymous,
+            Caller::Client,
+            None,
+        )
         .await;
     assert_eq!(malformed.result.unwrap_err().code(), ErrorCode::BadRequest);
 }

@@ -365,7 +365,9 @@ impl NodeScenario {
 /// successfully (or another process finished the install).
 fn install_npm_clients(dir: &Path) -> bool {
     static INSTALL: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    let _guard = INSTALL.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let _guard = INSTALL
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
     let marker = dir.join("node_modules/convex/package.json");
     if marker.is_file() {
         return true;
@@ -389,14 +391,24 @@ fn install_npm_clients(dir: &Path) -> bool {
         dir.display()
     );
     let status = std::process::Command::new("npm")
-        .args(["ci", "--ignore-scripts", "--no-audit", "--no-fund", "--loglevel=error"])
+        .args([
+            "ci",
+            "--ignore-scripts",
+            "--no-audit",
+            "--no-fund",
+            "--loglevel=error",
+        ])
         .current_dir(dir)
         .status();
     let _ = std::fs::remove_dir(&lock);
     match status {
         Ok(status) if status.success() => true,
         Ok(status) => {
-            let _ = writeln!(std::io::stderr(), "npm ci failed in {}: {status}", dir.display());
+            let _ = writeln!(
+                std::io::stderr(),
+                "npm ci failed in {}: {status}",
+                dir.display()
+            );
             false
         }
         Err(err) => {

@@ -135,12 +135,14 @@ impl Recorder {
         }
     }
 
-    /// Write `seq` failed.
-    pub fn failed(&self, seq: u64) {
-        if let Some(run) = self.run_of(seq) {
-            run.failed.fetch_add(1, Ordering::Relaxed);
-            run.changed.notify_waiters();
-        }
+    /// Write `seq` failed; returns how many writes of its run failed so far.
+    pub fn failed(&self, seq: u64) -> u64 {
+        let Some(run) = self.run_of(seq) else {
+            return 0;
+        };
+        let failed = run.failed.fetch_add(1, Ordering::Relaxed) + 1;
+        run.changed.notify_waiters();
+        failed
     }
 
     /// A subscriber holds its first result.

@@ -28,6 +28,8 @@ use crate::measure::cpu::CpuScope;
 use crate::measure::recorder::Recorder;
 use crate::message::MessageSpec;
 
+/// The floor keeps everything in memory.
+pub const DURABILITY: &str = "none (memory only)";
 /// Frames waiting per connection; a subscriber that falls further behind loses messages
 /// (counted as missing deliveries in the tables).
 const OUTBOX_FRAMES: usize = 4096;
@@ -302,7 +304,7 @@ impl Floor {
                 system: System::Floor,
                 name: "Floor (bare WebSocket)".into(),
                 transport: Transport::Loopback,
-                durability: "none (memory only)".into(),
+                durability: DURABILITY.into(),
             },
             url: format!("ws://{}/api/sync", server.addr()),
             server: Mutex::new(Some(server)),

@@ -170,7 +170,7 @@ impl Context {
                 System::Floor,
                 "Floor (bare WebSocket)".to_string(),
                 Transport::Loopback,
-                "none (memory only)",
+                crate::targets::floor::DURABILITY,
             ),
             Driven::PocketBase => (
                 System::PocketBase,
@@ -179,7 +179,7 @@ impl Context {
                     Err(_) => "PocketBase".to_string(),
                 },
                 Transport::Loopback,
-                "SQLite WAL, synchronous=NORMAL: no fsync per commit (observed)",
+                crate::targets::pocketbase::DURABILITY,
             ),
         };
         TargetInfo {

@@ -144,8 +144,9 @@ pub async fn run_target(target: Arc<dyn Target>, plan: &NotifyPlan) -> Result<Ru
                 match target.write(seq as usize, &message).await {
                     Ok(()) => recorder.acked(seq, scheduled_us),
                     Err(err) => {
-                        tracing::warn!("write {seq} failed: {err}");
-                        recorder.failed(seq);
+                        if recorder.failed(seq) == 1 {
+                            tracing::warn!("write {seq} failed (later failures of this run are only counted): {err}");
+                        }
                     }
                 }
             });
@@ -272,7 +273,7 @@ where
         system: System::Surreal,
         name: "SurrealDB embedded".into(),
         transport: Transport::InProcess,
-        durability: "SurrealKV on disk, fsync per commit (observed)".into(),
+        durability: crate::targets::surreal::DURABILITY.into(),
     };
     let (target, result) = match (&ctx.peers.surreal, skip) {
         (Err(reason), _) => (fallback, Err(format!("not installed: {reason}"))),

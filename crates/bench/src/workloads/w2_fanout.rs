@@ -108,7 +108,9 @@ fn render(ctx: &Context, outcomes: &[Outcome]) -> String {
          that reached all N only). Query executions per write come from the sync crate's \
          counters (goal: 1). Conflux and the floor send the whole query result (the latest \
          {SMALL_LIMIT} messages) to each subscriber; PocketBase and SurrealDB send only the new \
-         record. {}.\n",
+         record. A lagging subscriber gets only the latest result (Conflux coalesces updates for \
+         slow readers), so a write that already left the latest {SMALL_LIMIT} when its next result \
+         arrives is never held and counts as not delivered. {}.\n",
         ctx.profile.w2_rate,
         ctx.profile.describe_runs()
     );

@@ -350,11 +350,15 @@ pub async fn run(ctx: &Context) -> Result<String> {
     for &connections in &ctx.profile.w5_connections {
         let systems: [(&str, &str, &str); 3] = [
             ("conflux", "Conflux", DURABILITY),
-            ("floor", "Floor (bare WebSocket)", "none (memory only)"),
+            (
+                "floor",
+                "Floor (bare WebSocket)",
+                crate::targets::floor::DURABILITY,
+            ),
             (
                 "pocketbase",
                 "PocketBase",
-                "SQLite WAL, synchronous=NORMAL: no fsync per commit (observed)",
+                crate::targets::pocketbase::DURABILITY,
             ),
         ];
         for (kind, name, durability) in systems {
