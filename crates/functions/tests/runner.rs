@@ -1,4 +1,5 @@
 //! The function runtime as an app developer relies on it.
+#![allow(clippy::unwrap_used)] // test set-up: a failure here is a broken test, not bad input
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
