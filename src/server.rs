@@ -369,7 +369,9 @@ pub(crate) async fn start(mut app: App, config: &ServeConfig) -> Result<Server> 
         } else {
             tracing::info!(
                 dir = %dir.display(),
-                "no built front-end there (no index.html); only the API is served"
+                "no built front-end there (no index.html), so only the API is served; build it \
+                 (for the example: npm --prefix examples/chat/web ci && npm --prefix \
+                 examples/chat/web run build) and restart"
             );
         }
     }

@@ -55,6 +55,12 @@ knob!(
 
 // ---- database ----
 knob!(
+    /// Most memory sled's page cache may hold. Every commit adds versions (there is no
+    /// garbage collection of old versions yet), so without a bound the server's memory
+    /// grows with everything ever written; the operating system caches the file as well.
+    SLED_CACHE_BYTES: u64 = 32 * 1024 * 1024
+);
+knob!(
     /// Commits waiting for the committer; a full queue makes `commit` wait (back-pressure).
     COMMIT_QUEUE_COUNT: usize = 1024
 );

@@ -30,7 +30,7 @@ use std::ops::Bound;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use conflux_common::{Error, ErrorCode, Result};
+use conflux_common::{knobs, Error, ErrorCode, Result};
 use conflux_values::{DocumentId, TableNumber};
 use parking_lot::{Mutex, RwLock};
 
@@ -63,6 +63,9 @@ fn open_sled(path: &Path) -> Result<sled::Db> {
     sled::Config::new()
         .path(path)
         .flush_every_ms(None)
+        // sled's own default (1 GiB) lets its page cache grow with every version ever
+        // written; the operating system caches the file anyway.
+        .cache_capacity(*knobs::SLED_CACHE_BYTES)
         .open()
         .map_err(|err| {
             Error::new(
