@@ -12,7 +12,7 @@ mod chat_support;
 
 use std::collections::BTreeMap;
 
-use chat_support::{call, http, local_google, sign_in_with_google, test_keys, PATIENCE};
+use chat_support::{call, http, local_google, sign_in_with_google, test_keys, within, PATIENCE};
 use conflux::auth::AuthSetup;
 use conflux::{ServeConfig, Server};
 use convex::{ConvexClient, FunctionResult, Value};
@@ -30,10 +30,54 @@ async fn start_chat(data: &tempfile::TempDir) -> Server {
         .expect("the chat example starts")
 }
 
-async fn rust_client(server: &Server) -> ConvexClient {
-    ConvexClient::new(server.client_url())
-        .await
-        .expect("the official Rust client connects")
+/// The official Rust client, each call bounded by the patience: a call the server never
+/// answers fails the test naming the call, instead of hanging it.
+struct Client(ConvexClient);
+
+impl Client {
+    async fn subscribe(
+        &mut self,
+        path: &str,
+        args: BTreeMap<String, Value>,
+    ) -> anyhow::Result<convex::QuerySubscription> {
+        let what = format!("subscribing to {path}");
+        within(&what, self.0.subscribe(path, args)).await
+    }
+
+    async fn query(
+        &mut self,
+        path: &str,
+        args: BTreeMap<String, Value>,
+    ) -> anyhow::Result<FunctionResult> {
+        within(&format!("the query {path}"), self.0.query(path, args)).await
+    }
+
+    async fn mutation(
+        &mut self,
+        path: &str,
+        args: BTreeMap<String, Value>,
+    ) -> anyhow::Result<FunctionResult> {
+        within(&format!("the mutation {path}"), self.0.mutation(path, args)).await
+    }
+
+    async fn set_auth(&mut self, token: Option<String>) {
+        within("setting the client's token", self.0.set_auth(token)).await
+    }
+}
+
+async fn rust_client(server: &Server) -> Client {
+    let client = within(
+        "connecting the Rust client",
+        ConvexClient::new(server.client_url()),
+    )
+    .await
+    .expect("the official Rust client connects");
+    Client(client)
+}
+
+/// Stop the server (bounded by the patience too).
+async fn stop(server: Server) {
+    within("the server's shutdown", server.shutdown()).await;
 }
 
 fn string_args(pairs: &[(&str, &str)]) -> BTreeMap<String, Value> {
@@ -123,7 +167,7 @@ async fn a_webhook_message_appears_live_for_a_subscriber_as_author_webhook() {
     assert_eq!(live[0].author, "webhook");
     assert_eq!(live[0].body, "deploy finished");
     assert_eq!(live[0].channel, "general");
-    server.shutdown().await;
+    stop(server).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -168,7 +212,7 @@ async fn a_message_must_be_1_to_2000_characters_or_the_mutation_fails_with_bad_b
     assert_eq!(stored[0].id, id);
     assert_eq!(stored[0].author, "anonymous", "nobody is signed in");
     assert_eq!(stored[0].body.chars().count(), 2000);
-    server.shutdown().await;
+    stop(server).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -181,7 +225,7 @@ async fn the_viewer_is_null_when_signed_out() {
         .await
         .expect("the query answers");
     assert_eq!(viewer, FunctionResult::Value(Value::Null));
-    server.shutdown().await;
+    stop(server).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -225,7 +269,7 @@ async fn a_channel_lists_its_newest_100_messages_oldest_first() {
     );
     let bodies: Vec<&str> = general.iter().map(|m| m.body.as_str()).collect();
     assert_eq!(bodies, vec!["elsewhere"], "the default channel is general");
-    server.shutdown().await;
+    stop(server).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -271,7 +315,7 @@ async fn the_webhook_answers_on_the_site_origin_and_under_http_on_the_client_ori
     assert_eq!(refused.status().as_u16(), 400);
     let reason = refused.text().await.unwrap_or_default();
     assert!(reason.contains("must be JSON"), "{reason}");
-    server.shutdown().await;
+    stop(server).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -294,7 +338,7 @@ async fn the_webhook_on_the_wrong_origin_is_a_404_that_names_the_right_url() {
         explanation.contains(&format!("{}/http/messages", server.client_url())),
         "and the same route on the client origin: {explanation}"
     );
-    server.shutdown().await;
+    stop(server).await;
 }
 
 /// With the built front-end served by the example and no `SITE_URL`, a Google sign-in ends
@@ -330,7 +374,11 @@ async fn without_site_url_sign_in_returns_to_the_site_origin_serving_the_app() {
         .expect("the chat example starts");
     assert_eq!(server.site_url(), site);
 
-    let signed_in = sign_in_with_google(server.client_url()).await;
+    let signed_in = within(
+        "the Google sign-in",
+        sign_in_with_google(server.client_url()),
+    )
+    .await;
     assert_eq!(
         signed_in.landing.origin().ascii_serialization(),
         site,
@@ -372,6 +420,6 @@ async fn without_site_url_sign_in_returns_to_the_site_origin_serving_the_app() {
         listed.last().map(|m| m.author.as_str()),
         Some("Ada Lovelace")
     );
-    server.shutdown().await;
-    google.shutdown().await;
+    stop(server).await;
+    within("the local provider's shutdown", google.shutdown()).await;
 }

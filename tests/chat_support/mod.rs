@@ -21,6 +21,15 @@ pub const GOOGLE_CLIENT_ID: &str = "conflux-chat-google";
 /// Its secret.
 pub const GOOGLE_CLIENT_SECRET: &str = "conflux-chat-google-secret";
 
+/// Wait for `work` at most [`PATIENCE`]; a panic naming `what` otherwise, so a server that
+/// never answers fails the test with the step that hung instead of hanging it.
+pub async fn within<T>(what: &str, work: impl std::future::Future<Output = T>) -> T {
+    match tokio::time::timeout(PATIENCE, work).await {
+        Ok(value) => value,
+        Err(_) => panic!("{what} did not finish within {PATIENCE:?}"),
+    }
+}
+
 /// The workspace root.
 pub fn workspace() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
