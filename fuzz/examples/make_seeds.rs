@@ -23,7 +23,9 @@ use serde_json::{json, Value as Json};
 type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
 
 fn corpus(target: &str) -> Result<PathBuf> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("corpus").join(target);
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("corpus")
+        .join(target);
     std::fs::create_dir_all(&dir)?;
     Ok(dir)
 }
@@ -51,7 +53,12 @@ fn token_cases() -> Vec<(&'static str, KeyName, Json, Json)> {
     };
     vec![
         // Accepted.
-        ("own-session", KeyName::Rsa, own_header.clone(), own_claims("user1|session1")),
+        (
+            "own-session",
+            KeyName::Rsa,
+            own_header.clone(),
+            own_claims("user1|session1"),
+        ),
         (
             "own-oidc-claims",
             KeyName::Rsa,
@@ -83,8 +90,18 @@ fn token_cases() -> Vec<(&'static str, KeyName, Json, Json)> {
             }),
         ),
         // Rejected, one check each.
-        ("own-ended-session", KeyName::Rsa, own_header.clone(), own_claims("user1|ended-7")),
-        ("own-no-session", KeyName::Rsa, own_header.clone(), own_claims("user1")),
+        (
+            "own-ended-session",
+            KeyName::Rsa,
+            own_header.clone(),
+            own_claims("user1|ended-7"),
+        ),
+        (
+            "own-no-session",
+            KeyName::Rsa,
+            own_header.clone(),
+            own_claims("user1"),
+        ),
         (
             "expired",
             KeyName::Ed25519,
@@ -174,9 +191,17 @@ fn token_seeds() -> Result<()> {
         .sign(&json!({"alg": "EdDSA"}), &json!({"iss": CUSTOM_ISSUER}));
     let mut parts = signed.split('.');
     let (header, payload) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
-    write(&tokens, "alg-none-unsigned", &format!("eyJhbGciOiJub25lIn0.{payload}."))?;
+    write(
+        &tokens,
+        "alg-none-unsigned",
+        &format!("eyJhbGciOiJub25lIn0.{payload}."),
+    )?;
     write(&tokens, "two-segments", &format!("{header}.{payload}"))?;
-    write(&tokens, "padded-base64", &format!("{header}=.{payload}.c2ln"))?;
+    write(
+        &tokens,
+        "padded-base64",
+        &format!("{header}=.{payload}.c2ln"),
+    )?;
     Ok(())
 }
 
@@ -201,7 +226,11 @@ fn auth_config_seeds() -> Result<()> {
         {"type": "customJwt", "issuer": ES_ISSUER, "algorithm": "ES256",
          "jwks": {"keys": [keys.p256.jwk]}},
     ]});
-    write(&dir, "config-custom-data-url-and-inline", &config.to_string())?;
+    write(
+        &dir,
+        "config-custom-data-url-and-inline",
+        &config.to_string(),
+    )?;
     Ok(())
 }
 
@@ -218,7 +247,9 @@ fn import_seeds() -> Result<()> {
     let message_table = tx
         .insert("messages", object! {"channel" => "general"})?
         .table_number();
-    let user_table = tx.insert("users", object! {"name" => "ada"})?.table_number();
+    let user_table = tx
+        .insert("users", object! {"name" => "ada"})?
+        .table_number();
     drop(tx);
 
     let id = |table: TableNumber, n: u8| DocumentId::from_parts(table, [n; 16]).to_string();
@@ -262,12 +293,28 @@ fn import_seeds() -> Result<()> {
     write(
         &dir,
         "schema-violation",
-        &format!("{}\n", line("users", id(user_table, 4), 5.0, Value::from(object! {"name" => 7i64}))?),
+        &format!(
+            "{}\n",
+            line(
+                "users",
+                id(user_table, 4),
+                5.0,
+                Value::from(object! {"name" => 7i64})
+            )?
+        ),
     )?;
     write(
         &dir,
         "id-of-another-table",
-        &format!("{}\n", line("users", id(message_table, 5), 5.0, Value::from(object! {"name" => "x"}))?),
+        &format!(
+            "{}\n",
+            line(
+                "users",
+                id(message_table, 5),
+                5.0,
+                Value::from(object! {"name" => "x"})
+            )?
+        ),
     )?;
     write(
         &dir,
@@ -277,7 +324,10 @@ fn import_seeds() -> Result<()> {
     write(
         &dir,
         "unknown-table-and-blank-lines",
-        &format!("\n{}\n\n", line("nope", id(message_table, 6), 1.0, Value::from(object! {}))?),
+        &format!(
+            "\n{}\n\n",
+            line("nope", id(message_table, 6), 1.0, Value::from(object! {}))?
+        ),
     )?;
     Ok(())
 }

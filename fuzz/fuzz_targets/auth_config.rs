@@ -73,7 +73,10 @@ fuzz_target!(|data: &[u8]| {
             if kept == 0 {
                 assert_eq!(listed, "none");
             } else {
-                assert!(listed.split(", ").count() >= kept, "{listed} lists fewer keys than {kept}");
+                assert!(
+                    listed.split(", ").count() >= kept,
+                    "{listed} lists fewer keys than {kept}"
+                );
             }
             for key in keys.keys() {
                 let _ = (key.kid(), key.kind(), format!("{key:?}"));

@@ -26,7 +26,10 @@ fuzz_target!(|data: &[u8]| {
         let table = u32::from_le_bytes([data[16], data[17], data[18], data[19]]);
         let id = DocumentId::from_parts(TableNumber(table), internal);
         let printed = id.to_string();
-        assert!(!printed.contains('|'), "ids never contain the storage separator");
+        assert!(
+            !printed.contains('|'),
+            "ids never contain the storage separator"
+        );
         match printed.parse::<DocumentId>() {
             Ok(back) => {
                 assert_eq!(back, id);

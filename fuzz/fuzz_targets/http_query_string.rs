@@ -31,19 +31,24 @@ use serde_json::Value as Json;
 use tower::ServiceExt;
 
 fn build_api() -> conflux_common::Result<axum::Router> {
-    let mut schema = Schema::new().table(TableDef::new("messages").index("by_channel", &["channel"]));
+    let mut schema =
+        Schema::new().table(TableDef::new("messages").index("by_channel", &["channel"]));
     for table in system_tables() {
         schema = schema.table(table);
     }
     let db = Database::open_in_memory(schema)?;
     let mut registry = Registry::new();
-    registry.query("messages:echo", v::any(), |_ctx, args| Ok(Value::Object(args)))?;
+    registry.query("messages:echo", v::any(), |_ctx, args| {
+        Ok(Value::Object(args))
+    })?;
     registry.query(
         "messages:list",
         v::object([("channel", v::optional(v::string()))]),
         |ctx, _args| {
             let messages = ctx.db().query("messages")?.take(10)?;
-            Ok(Value::Array(messages.iter().map(|m| m.to_value()).collect()))
+            Ok(Value::Array(
+                messages.iter().map(|m| m.to_value()).collect(),
+            ))
         },
     )?;
     let runner = FunctionRunner::new(db, registry, RunnerOptions::default());
@@ -100,8 +105,15 @@ fn check_echo(status: StatusCode, body: &Json, expected: &Option<Value>, how: &s
             assert_eq!(&echoed, args, "{how}: the arguments came back changed");
         }
         None => {
-            assert_eq!(status, StatusCode::BAD_REQUEST, "{how}: invalid args: {body}");
-            assert!(body["code"].is_string() && body["message"].is_string(), "{how}: {body}");
+            assert_eq!(
+                status,
+                StatusCode::BAD_REQUEST,
+                "{how}: invalid args: {body}"
+            );
+            assert!(
+                body["code"].is_string() && body["message"].is_string(),
+                "{how}: {body}"
+            );
         }
     }
 }

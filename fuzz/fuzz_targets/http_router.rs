@@ -27,9 +27,7 @@
 
 use bytes::Bytes;
 use conflux_fuzz::text;
-use conflux_http::router::{
-    NamedRoutes, RouteKind, CALLBACK_PATH_PREFIX, SIGN_IN_PATH_PREFIX,
-};
+use conflux_http::router::{NamedRoutes, RouteKind, CALLBACK_PATH_PREFIX, SIGN_IN_PATH_PREFIX};
 use conflux_http::{
     check_auth_mounted, handler, Arrival, HttpActionHandler, HttpRouter, Origins, Route,
     RouteMethod, RouterBuilder,
@@ -121,7 +119,10 @@ fn check_miss(router: &HttpRouter, method: &Method, path: &str, origins: &Origin
         assert!(rendered.starts_with(&explanation.summary));
         assert!(explanation.closest.len() <= 3);
         for route in &explanation.closest {
-            assert!(registered.contains(route), "listed an unregistered route {route}");
+            assert!(
+                registered.contains(route),
+                "listed an unregistered route {route}"
+            );
         }
         if registered.is_empty() && arrival != Arrival::Client {
             assert!(explanation.closest.is_empty());
@@ -195,12 +196,15 @@ fuzz_target!(|data: &[u8]| {
     }
 
     let mut seen = std::collections::HashSet::new();
-    let model_ok = specs.iter().all(|spec| {
-        well_formed(spec) && seen.insert((spec.method, spec.path.clone(), spec.kind))
-    });
+    let model_ok = specs
+        .iter()
+        .all(|spec| well_formed(spec) && seen.insert((spec.method, spec.path.clone(), spec.kind)));
     let router = match builder.build() {
         Ok(router) => {
-            assert!(model_ok, "built a router from routes the rules refuse: {specs:?}");
+            assert!(
+                model_ok,
+                "built a router from routes the rules refuse: {specs:?}"
+            );
             router
         }
         Err(err) => {
@@ -223,9 +227,15 @@ fuzz_target!(|data: &[u8]| {
             RouteMethod::Options => Method::OPTIONS,
         };
         check_lookup(&router, &specs, declared, &method, &spec.path);
-        if spec.kind == RouteKind::Exact && (!spec.auth_set || provider_in_path(&spec.path).is_none()) {
+        if spec.kind == RouteKind::Exact
+            && (!spec.auth_set || provider_in_path(&spec.path).is_none())
+        {
             let found = router.lookup(&method, &spec.path).map(|info| info.path);
-            assert_eq!(found.as_deref(), Some(spec.path.as_str()), "a registered path misses");
+            assert_eq!(
+                found.as_deref(),
+                Some(spec.path.as_str()),
+                "a registered path misses"
+            );
         }
         if spec.method == RouteMethod::Get {
             check_lookup(&router, &specs, declared, &Method::HEAD, &spec.path);
@@ -241,10 +251,17 @@ fuzz_target!(|data: &[u8]| {
     }
     for configured in &checks {
         let served = configured.iter().all(|provider| {
-            [SIGN_IN_PATH_PREFIX, CALLBACK_PATH_PREFIX].iter().all(|prefix| {
-                model_lookup(&specs, declared, &Method::GET, &format!("{prefix}{provider}"))
+            [SIGN_IN_PATH_PREFIX, CALLBACK_PATH_PREFIX]
+                .iter()
+                .all(|prefix| {
+                    model_lookup(
+                        &specs,
+                        declared,
+                        &Method::GET,
+                        &format!("{prefix}{provider}"),
+                    )
                     .is_some()
-            })
+                })
         });
         let checked = check_auth_mounted(&router, configured, &origins);
         assert_eq!(checked.is_ok(), served, "check_auth_mounted: {checked:?}");

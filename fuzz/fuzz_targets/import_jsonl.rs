@@ -59,8 +59,12 @@ fn documents(text: &str) -> BTreeMap<String, (String, u64, Value)> {
         let Ok(Json::Object(mut map)) = serde_json::from_str::<Json>(line) else {
             panic!("an imported line is not an object: {line}");
         };
-        let table = map.remove("_table").and_then(|t| t.as_str().map(str::to_owned));
-        let id = map.remove("_id").and_then(|t| t.as_str().map(str::to_owned));
+        let table = map
+            .remove("_table")
+            .and_then(|t| t.as_str().map(str::to_owned));
+        let id = map
+            .remove("_id")
+            .and_then(|t| t.as_str().map(str::to_owned));
         let time = map.remove("_creationTime").and_then(|t| t.as_f64());
         let (Some(table), Some(id), Some(time)) = (table, id, time) else {
             panic!("an imported line lacks its system fields: {line}");
@@ -86,18 +90,33 @@ fuzz_target!(|data: &[u8]| {
             assert_eq!(count, lines as u64, "every non-empty line is one document");
             let before = documents(&input);
             let after = documents(&exported);
-            assert_eq!(after.len(), before.len(), "the export lost or gained documents");
-            assert_eq!(after, before, "a document changed on its way through the database");
+            assert_eq!(
+                after.len(),
+                before.len(),
+                "the export lost or gained documents"
+            );
+            assert_eq!(
+                after, before,
+                "a document changed on its way through the database"
+            );
 
             let again = fresh_database();
             match block_on(import(&again, &mut exported.as_bytes(), &mut |_| {})) {
                 Ok(count) => assert_eq!(count, lines as u64),
                 Err(err) => panic!("an export does not import: {err}\n{exported}"),
             }
-            assert_eq!(export_text(&again), exported, "export → import → export changed");
+            assert_eq!(
+                export_text(&again),
+                exported,
+                "export → import → export changed"
+            );
         }
         Err(err) => {
-            assert_ne!(err.code(), ErrorCode::Internal, "bad input is never internal: {err}");
+            assert_ne!(
+                err.code(),
+                ErrorCode::Internal,
+                "bad input is never internal: {err}"
+            );
             assert!(exported.is_empty(), "a failed import left documents behind");
         }
     }

@@ -108,8 +108,16 @@ fuzz_target!(|data: &[u8]| {
             identity
         }
         (Err(err), Err(explained)) => {
-            assert_eq!(err.code(), explained.code(), "validate and explain disagree");
-            assert_ne!(err.code(), ErrorCode::Internal, "a bad token is never internal: {err}");
+            assert_eq!(
+                err.code(),
+                explained.code(),
+                "validate and explain disagree"
+            );
+            assert_ne!(
+                err.code(),
+                ErrorCode::Internal,
+                "a bad token is never internal: {err}"
+            );
             return;
         }
         (validated, explained) => {
@@ -118,7 +126,10 @@ fuzz_target!(|data: &[u8]| {
     };
 
     // Accepted: everything below was checked on the signed bytes.
-    assert!(signed, "a token with another token's signature was accepted");
+    assert!(
+        signed,
+        "a token with another token's signature was accepted"
+    );
     let header: Map<String, Json> = serde_json::from_str(header)
         .unwrap_or_else(|err| panic!("accepted a token whose header is not an object: {err}"));
     let claims: Map<String, Json> = serde_json::from_str(payload)
@@ -147,13 +158,19 @@ fuzz_target!(|data: &[u8]| {
         assert!(nbf - now <= leeway, "accepted a token before its nbf {nbf}");
     }
     if let Some(iat) = number_secs(&claims, "iat") {
-        assert!(iat - now <= leeway, "accepted a token issued in the future (iat {iat})");
+        assert!(
+            iat - now <= leeway,
+            "accepted a token issued in the future (iat {iat})"
+        );
     }
 
     let audiences = audiences(&claims);
     match key {
         KeyName::Rsa => {
-            assert!(audiences.iter().any(|aud| aud == "convex"), "own token without aud convex");
+            assert!(
+                audiences.iter().any(|aud| aud == "convex"),
+                "own token without aud convex"
+            );
             let session = sub.split_once('|').map(|(_, session)| session);
             let session = session.unwrap_or_else(|| panic!("own token without a session: {sub}"));
             assert!(

@@ -55,11 +55,22 @@ fuzz_target!(|data: &[u8]| {
             assert_eq!(identity, explained, "validate and explain disagree");
             check_accepted(identity);
             assert!(report.failed_step().is_none());
-            assert!(report.steps.iter().all(|s| s.outcome == StepOutcome::Passed));
+            assert!(report
+                .steps
+                .iter()
+                .all(|s| s.outcome == StepOutcome::Passed));
         }
         (Err(err), Err(explained)) => {
-            assert_eq!(err.code(), explained.code(), "validate and explain disagree");
-            assert_ne!(err.code(), ErrorCode::Internal, "a bad token is never internal: {err}");
+            assert_eq!(
+                err.code(),
+                explained.code(),
+                "validate and explain disagree"
+            );
+            assert_ne!(
+                err.code(),
+                ErrorCode::Internal,
+                "a bad token is never internal: {err}"
+            );
             let failed = report
                 .failed_step()
                 .unwrap_or_else(|| panic!("a rejection with no failed step: {err}"));

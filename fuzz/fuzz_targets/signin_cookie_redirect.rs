@@ -133,7 +133,10 @@ fn redirect_mode(input: &str) {
             !destination.chars().any(char::is_control),
             "a control character in the destination {destination:?}"
         );
-        for (name, value, other) in [("code", "12345678", "error"), ("error", "OAuthAccessDenied", "code")] {
+        for (name, value, other) in [
+            ("code", "12345678", "error"),
+            ("error", "OAuthAccessDenied", "code"),
+        ] {
             let location = with_param(&destination, name, value, &[other]);
             assert!(
                 HeaderValue::from_str(&location).is_ok(),

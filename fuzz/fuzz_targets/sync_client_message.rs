@@ -40,7 +40,11 @@ fuzz_target!(|data: &[u8]| {
             assert_eq!(encoded_again, encoded, "the encoding is not a fixed point");
         }
         Err(err) => {
-            assert_ne!(err.code(), ErrorCode::Internal, "bad input is never internal: {err}");
+            assert_ne!(
+                err.code(),
+                ErrorCode::Internal,
+                "bad input is never internal: {err}"
+            );
             assert!(!err.message().is_empty());
         }
     }

@@ -27,7 +27,11 @@ fn check_convex(json: &Json) {
         Err(err) => panic!("re-encoded value does not decode: {err}\nencoded: {encoded}"),
     };
     assert_eq!(again, value, "decode(encode(v)) != v");
-    assert_eq!(again.to_convex_json(), encoded, "encoding is not a fixed point");
+    assert_eq!(
+        again.to_convex_json(),
+        encoded,
+        "encoding is not a fixed point"
+    );
 
     let text = match serde_json::to_string(&ConvexJson(&value)) {
         Ok(text) => text,
@@ -38,8 +42,15 @@ fn check_convex(json: &Json) {
         encoded.to_string(),
         "ConvexJson and to_convex_json disagree"
     );
-    assert_eq!(value.convex_json_len(), text.len(), "convex_json_len is wrong");
-    assert!(limits::check_value(&value).is_ok(), "a decoded value breaks the limits");
+    assert_eq!(
+        value.convex_json_len(),
+        text.len(),
+        "convex_json_len is wrong"
+    );
+    assert!(
+        limits::check_value(&value).is_ok(),
+        "a decoded value breaks the limits"
+    );
 
     // Index keys: decode(encode(v)) == v, and elements sort like their keys.
     let key = index_key::encode(&[Some(value.clone())]);

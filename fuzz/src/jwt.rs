@@ -196,7 +196,10 @@ fn make_keys() -> std::result::Result<Keys, String> {
         .to_pkcs8_der()
         .map_err(|err| format!("Ed25519 key: {err}"))?;
     let ed25519 = Signer {
-        signing: Signing::Jwt(Algorithm::EdDSA, EncodingKey::from_ed_der(ed_der.as_bytes())),
+        signing: Signing::Jwt(
+            Algorithm::EdDSA,
+            EncodingKey::from_ed_der(ed_der.as_bytes()),
+        ),
         jwk: json!({
             "kty": "OKP", "crv": "Ed25519", "use": "sig", "alg": "EdDSA", "kid": ED25519_KID,
             "x": b64(ed_signing.verifying_key().as_bytes()),
@@ -213,17 +216,16 @@ fn make_keys() -> std::result::Result<Keys, String> {
         return Err("P-256 key: the public point has no coordinates".to_owned());
     };
     let p256 = Signer {
-        signing: Signing::Jwt(Algorithm::ES256, EncodingKey::from_ec_der(p256_der.as_bytes())),
+        signing: Signing::Jwt(
+            Algorithm::ES256,
+            EncodingKey::from_ec_der(p256_der.as_bytes()),
+        ),
         jwk: json!({
             "kty": "EC", "crv": "P-256", "use": "sig", "alg": "ES256", "kid": P256_KID,
             "x": b64(x), "y": b64(y),
         }),
     };
-    Ok(Keys {
-        rsa,
-        ed25519,
-        p256,
-    })
+    Ok(Keys { rsa, ed25519, p256 })
 }
 
 static KEYS: LazyLock<Keys> = LazyLock::new(|| match make_keys() {

@@ -204,7 +204,7 @@ impl Transaction {
             return Err(Error::new(
                 ErrorCode::InvalidValue,
                 format!(
-                    "cannot import `{id}` into table `{}`: the id belongs to another table                      number; import into an empty data folder of the same app",
+                    "cannot import `{id}` into table `{}`: the id belongs to another table number; import into an empty data folder of the same app",
                     table.name
                 ),
             ));
