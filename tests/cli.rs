@@ -416,9 +416,15 @@ async fn auth_keys_sign_real_sign_ins_and_auth_check_explains_good_and_bad_token
         "{report}"
     );
 
+    // Change the signature's first character: every base64url character there carries
+    // six full bits, so the result still decodes and only the signature check can fail.
+    // (The last character of an RSA-2048 signature carries padding bits; changing it could
+    // make the token malformed instead.)
+    let signature_start = signed_in.token.rfind('.').expect("a three-part token") + 1;
     let mut tampered = signed_in.token.clone();
-    let last = tampered.pop().expect("a non-empty token");
-    tampered.push(if last == 'A' { 'B' } else { 'A' });
+    let first = tampered.as_bytes()[signature_start];
+    let replacement = if first == b'A' { "B" } else { "A" };
+    tampered.replace_range(signature_start..signature_start + 1, replacement);
     let mut bad_args: Vec<&str> = args.to_vec();
     bad_args.extend(["auth", "check", tampered.as_str()]);
     let bad = blocking(|| run_chat(&folder, &bad_args, &env));
