@@ -55,9 +55,8 @@ knob!(
 
 // ---- database ----
 knob!(
-    /// Most memory sled's page cache may hold. Every commit adds versions (there is no
-    /// garbage collection of old versions yet), so without a bound the server's memory
-    /// grows with everything ever written; the operating system caches the file as well.
+    /// Most memory sled's page cache may hold (sled's own default is 1 GiB); the operating
+    /// system caches the file as well.
     SLED_CACHE_BYTES: u64 = 32 * 1024 * 1024
 );
 knob!(
@@ -75,12 +74,23 @@ knob!(
 );
 knob!(
     /// How long a commit stays in the in-memory write log (measured in commit timestamps).
-    WRITE_LOG_RETENTION_MS: u64 = 120_000
+    /// It must cover the longest transaction (see `FUNCTION_TIME_LIMIT_MS`); its memory
+    /// grows with the commit rate times this.
+    WRITE_LOG_RETENTION_MS: u64 = 30_000
 );
 knob!(
-    /// How far back `begin_at` may read. Old versions are kept on disk (no garbage
-    /// collection yet); this is the horizon a future collector may delete behind.
-    SNAPSHOT_RETENTION_MS: u64 = 3_600_000
+    /// How far back `begin_at` may read (time travel, `consistentQuery`). Versions only
+    /// older snapshots could see are deleted by the version collector.
+    SNAPSHOT_RETENTION_MS: u64 = 300_000
+);
+knob!(
+    /// How often the version collector deletes versions older than the snapshot retention;
+    /// `0` turns it off (the database then keeps every version forever).
+    VERSION_GC_INTERVAL_MS: u64 = 60_000
+);
+knob!(
+    /// Stored records the version collector looks at per step (one store write each).
+    VERSION_GC_BATCH_COUNT: usize = 1_000
 );
 knob!(
     /// Most index entries one transaction may scan (filtered-out documents count).
@@ -103,6 +113,20 @@ knob!(
 knob!(
     /// First back-off between re-runs of a conflicting mutation; doubles each time.
     MUTATION_RETRY_BASE_MS: u64 = 2
+);
+knob!(
+    /// How long the record of a mutation sent over a WebSocket is kept, so that a client
+    /// resending it after a reconnect gets its first result instead of a second run. A
+    /// resend arriving later runs the mutation again.
+    SESSION_REQUEST_RETENTION_MS: u64 = 86_400_000
+);
+knob!(
+    /// How often expired mutation records are deleted; `0` keeps them forever.
+    SESSION_REQUEST_CLEANUP_INTERVAL_MS: u64 = 60_000
+);
+knob!(
+    /// Most expired mutation records deleted per transaction by the cleanup.
+    SESSION_REQUEST_CLEANUP_BATCH_COUNT: usize = 500
 );
 
 knob!(

@@ -1,7 +1,8 @@
 //! [`Database`]: the handle the functions and sync layers hold.
 //!
 //! It ties the pieces together: the [`Persistence`] underneath, the catalog resolved from
-//! the [`Schema`], the committer thread, the write log and the [`SubscriptionIndex`]. The
+//! the [`Schema`], the committer thread, the version collector, the write log and the
+//! [`SubscriptionIndex`]. The
 //! handle is cheap to clone; the database closes (and its committer stops) when the last
 //! clone is dropped.
 
@@ -18,6 +19,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use crate::catalog::Catalog;
 use crate::committer::{self, CommitRequest};
 use crate::pause::PausePoints;
+use crate::retention::{Collector, CollectorOptions, CollectorStats, SnapshotPins};
 use crate::persistence::{MemoryPersistence, Persistence, SledPersistence};
 use crate::schema::Schema;
 use crate::subscription::SubscriptionIndex;
@@ -46,6 +48,10 @@ pub struct DatabaseOptions {
     pub max_scanned_documents: usize,
     /// Most documents one transaction may write (`TRANSACTION_MAX_WRITTEN_DOCUMENTS_COUNT`).
     pub max_written_documents: usize,
+    /// How often the version collector runs (`VERSION_GC_INTERVAL_MS`); zero turns it off.
+    pub version_gc_interval: Duration,
+    /// Records the collector looks at per step (`VERSION_GC_BATCH_COUNT`).
+    pub version_gc_batch: usize,
     /// **Breaks serializability on purpose.** Commit every transaction without checking
     /// its read set (no optimistic-concurrency conflicts at all), so that the history
     /// checker of `conflux-checker` can prove it detects the anomalies this causes. Exists
@@ -71,6 +77,8 @@ impl Default for DatabaseOptions {
             snapshot_retention: Duration::from_millis(*knobs::SNAPSHOT_RETENTION_MS),
             max_scanned_documents: *knobs::TRANSACTION_MAX_SCANNED_DOCUMENTS_COUNT,
             max_written_documents: *knobs::TRANSACTION_MAX_WRITTEN_DOCUMENTS_COUNT,
+            version_gc_interval: Duration::from_millis(*knobs::VERSION_GC_INTERVAL_MS),
+            version_gc_batch: (*knobs::VERSION_GC_BATCH_COUNT).max(1),
             #[cfg(feature = "unsafe-test-knobs")]
             unsafe_skip_conflict_check_for_tests: std::env::var(UNSAFE_SKIP_CONFLICT_CHECK_ENV)
                 .is_ok_and(|value| value.trim() == "1"),
@@ -89,6 +97,10 @@ pub struct DatabaseStats {
     pub failed_commits: u64,
     /// Durable writes (flushes); with group commit this is at most `commits`.
     pub durable_writes: u64,
+    /// Completed passes of the version collector.
+    pub collection_passes: u64,
+    /// Old versions (document versions and index changes) the collector deleted.
+    pub versions_collected: u64,
 }
 
 #[derive(Debug, Default)]
@@ -112,6 +124,8 @@ pub(crate) struct Shared {
     pub(crate) pause: PausePoints,
     pub(crate) commit_watch: watch::Sender<Timestamp>,
     pub(crate) stats: Stats,
+    pub(crate) pins: Arc<SnapshotPins>,
+    pub(crate) collector_stats: CollectorStats,
 }
 
 impl Shared {
@@ -157,10 +171,12 @@ struct Inner {
     shared: Arc<Shared>,
     sender: Mutex<Option<mpsc::Sender<CommitRequest>>>,
     committer: Mutex<Option<JoinHandle<()>>>,
+    collector: Mutex<Option<Collector>>,
 }
 
 impl Drop for Inner {
     fn drop(&mut self) {
+        self.collector.lock().take();
         // Closing the channel stops the committer after the commits already queued.
         self.sender.lock().take();
         if let Some(handle) = self.committer.lock().take() {
@@ -244,10 +260,20 @@ impl Database {
             pause: PausePoints::default(),
             commit_watch,
             stats: Stats::default(),
+            pins: Arc::new(SnapshotPins::default()),
+            collector_stats: CollectorStats::default(),
             options,
         });
         let (sender, receiver) = mpsc::channel(shared.options.commit_queue.max(1));
         let handle = committer::spawn(shared.clone(), receiver, creation_watermark)?;
+        let collector = Collector::spawn(
+            shared.clone(),
+            CollectorOptions {
+                interval: shared.options.version_gc_interval,
+                batch: shared.options.version_gc_batch,
+                retention: shared.options.snapshot_retention,
+            },
+        )?;
         tracing::info!(
             store = %shared.persistence.describe(),
             %latest,
@@ -259,6 +285,7 @@ impl Database {
                 shared,
                 sender: Mutex::new(Some(sender)),
                 committer: Mutex::new(Some(handle)),
+                collector: Mutex::new(Some(collector)),
             }),
         })
     }
@@ -266,11 +293,12 @@ impl Database {
     /// A transaction at the latest committed timestamp.
     pub fn begin(&self) -> Transaction {
         let shared = &self.inner.shared;
-        Transaction::new(shared.clone(), shared.latest())
+        let (ts, pin) = shared.pins.pin_latest(|| shared.latest());
+        Transaction::new(shared.clone(), ts, pin)
     }
 
     /// A transaction reading the snapshot at `ts`, which must not be in the future nor
-    /// older than `SNAPSHOT_RETENTION_MS`. Committing writes from an old snapshot is
+    /// older than `SNAPSHOT_RETENTION_MS` (nor behind what the version collector deleted). Committing writes from an old snapshot is
     /// allowed but conflicts if anything it read changed since.
     pub fn begin_at(&self, ts: Timestamp) -> Result<Transaction> {
         let shared = &self.inner.shared;
@@ -288,7 +316,8 @@ impl Database {
                 shared.options.snapshot_retention.as_millis()
             )));
         }
-        Ok(Transaction::new(shared.clone(), ts))
+        let pin = shared.pins.pin(ts)?;
+        Ok(Transaction::new(shared.clone(), ts, pin))
     }
 
     /// Commit `tx`: check it against the commits since its snapshot, give it the next
@@ -367,6 +396,8 @@ impl Database {
             conflicts: stats.conflicts.load(Ordering::Relaxed),
             failed_commits: stats.failed_commits.load(Ordering::Relaxed),
             durable_writes: stats.durable_writes.load(Ordering::Relaxed),
+            collection_passes: self.inner.shared.collector_stats.passes.load(Ordering::Relaxed),
+            versions_collected: self.inner.shared.collector_stats.removed.load(Ordering::Relaxed),
         }
     }
 }

@@ -28,6 +28,7 @@ use crate::interval::{successor, Interval, IntervalEnd};
 use crate::persistence::Order;
 use crate::query::Query;
 use crate::read_set::{IndexId, ReadSet};
+use crate::retention::SnapshotPin;
 use crate::schema::{CREATION_TIME_FIELD, ID_FIELD};
 use crate::timestamp::Timestamp;
 
@@ -90,6 +91,8 @@ pub struct Transaction {
     pub(crate) writes: BTreeMap<DocumentId, PendingWrite>,
     overlay: HashMap<IndexId, BTreeMap<Vec<u8>, Option<DocumentId>>>,
     scanned: usize,
+    /// Keeps the snapshot's versions from being collected while the transaction is open.
+    _pin: SnapshotPin,
 }
 
 impl fmt::Debug for Transaction {
@@ -103,8 +106,9 @@ impl fmt::Debug for Transaction {
 }
 
 impl Transaction {
-    pub(crate) fn new(shared: Arc<Shared>, snapshot: Timestamp) -> Transaction {
+    pub(crate) fn new(shared: Arc<Shared>, snapshot: Timestamp, pin: SnapshotPin) -> Transaction {
         Transaction {
+            _pin: pin,
             shared,
             snapshot,
             reads: ReadSet::new(),

@@ -1,10 +1,16 @@
 //! Property test: whatever a sequence of transactions does, index queries (ranges, both
 //! orders, take, pagination, inside a transaction with uncommitted writes) return exactly
-//! what a simple in-memory model says.
+//! what a simple in-memory model says, with or without the version collector running.
 
 use std::collections::BTreeMap;
 
-use conflux_db::{Database, IndexRange, Order, PaginationOpts, Schema, TableDef, Transaction};
+use std::sync::Arc;
+use std::time::Duration;
+
+use conflux_db::{
+    Database, DatabaseOptions, IndexRange, MemoryPersistence, Order, PaginationOpts, Schema,
+    TableDef, Transaction,
+};
 use conflux_values::{object, DocumentId, Value};
 use proptest::prelude::*;
 
@@ -143,13 +149,27 @@ proptest! {
             1..6,
         ),
         final_probes in proptest::collection::vec(probe(), 1..4),
+        collect_garbage in any::<bool>(),
     ) {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .expect("a runtime");
         let schema = Schema::new().table(TableDef::new("items").index("by_channel_n", &["channel", "n"]));
-        let db = Database::open_in_memory(schema).expect("open");
+        // Half the runs race an eager version collector (no retention, a pass every
+        // millisecond) against the transactions: open transactions must not notice it.
+        let options = if collect_garbage {
+            DatabaseOptions {
+                snapshot_retention: Duration::ZERO,
+                version_gc_interval: Duration::from_millis(1),
+                version_gc_batch: 3,
+                ..DatabaseOptions::default()
+            }
+        } else {
+            DatabaseOptions::default()
+        };
+        let db = Database::open_with_options(Arc::new(MemoryPersistence::new()), schema, options)
+            .expect("open");
         let mut committed: Model = BTreeMap::new();
         for (ops, probe, commit) in transactions {
             let mut tx = db.begin();

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use common::{bodies, chat_schema, message, post};
 use conflux_common::{Error, ErrorCode, Result};
-use conflux_db::persistence::{DocumentLogEntry, IndexEntry, WriteBatch};
+use conflux_db::persistence::{CollectStep, DocumentLogEntry, IndexEntry, WriteBatch};
 use conflux_db::{
     Database, IndexId, IndexRange, Interval, Order, PausePoint, Persistence, SledPersistence,
     Timestamp,
@@ -58,6 +58,14 @@ impl Persistence for FillableDisk {
         limit: usize,
     ) -> Result<Vec<DocumentLogEntry>> {
         self.sled.document_versions(table, after, limit)
+    }
+    fn collect_versions(
+        &self,
+        horizon: Timestamp,
+        from: &[u8],
+        budget: usize,
+    ) -> Result<CollectStep> {
+        self.sled.collect_versions(horizon, from, budget)
     }
     fn describe(&self) -> String {
         self.sled.describe()

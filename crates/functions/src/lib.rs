@@ -25,6 +25,7 @@
 //! ```
 
 pub mod context;
+mod forget;
 pub mod path;
 pub mod registry;
 pub mod runner;
@@ -33,6 +34,7 @@ pub use conflux_common::{Error, ErrorCode, Identity, Result, UserIdentity};
 pub use conflux_values::validator::v;
 pub use conflux_values::{DocumentId, Object, Value};
 pub use context::{ActionCtx, LogLines, MutationCtx, QueryCtx};
+pub use forget::forget_session_requests;
 pub use path::UdfPath;
 pub use registry::{FunctionKind, Registry, Visibility};
 pub use runner::{

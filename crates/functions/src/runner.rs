@@ -147,8 +147,12 @@ fn join_error(err: tokio::task::JoinError) -> Error {
 
 impl FunctionRunner {
     /// A runner over `db` with the functions of `registry`.
+    ///
+    /// Inside a Tokio runtime this also starts the background cleanup of old mutation
+    /// records (see [`forget_session_requests`](crate::forget_session_requests)), which
+    /// stops when the last clone of the runner is dropped.
     pub fn new(db: Database, registry: Registry, options: RunnerOptions) -> Self {
-        FunctionRunner {
+        let runner = FunctionRunner {
             inner: Arc::new(Inner {
                 db,
                 registry,
@@ -159,7 +163,10 @@ impl FunctionRunner {
                 request_counter: AtomicU64::new(0),
                 executions: AtomicU64::new(0),
             }),
-        }
+        };
+        let weak = Arc::downgrade(&runner.inner);
+        crate::forget::spawn(move || weak.upgrade().map(|inner| inner.db.clone()));
+        runner
     }
 
     /// The database.

@@ -8,7 +8,7 @@ use std::time::Duration;
 use conflux_common::{Error, ErrorCode, Identity, UserIdentity};
 use conflux_db::{Database, IndexRange, Order, Schema, TableDef};
 use conflux_functions::{
-    system_tables, v, Caller, FunctionRunner, MutationKey, Object, Registry, RunnerOptions, Value,
+    forget_session_requests, system_tables, v, Caller, FunctionRunner, MutationKey, Object, Registry, RunnerOptions, Value,
 };
 use conflux_values::object;
 
@@ -317,6 +317,56 @@ async fn concurrent_increments_conflict_and_are_retried_until_every_one_counts()
         "serializable: each increment saw the one before"
     );
     assert!(runs.load(Ordering::SeqCst) >= 20);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mutation_records_are_kept_for_the_retention_and_then_forgotten() {
+    let dir = tempfile::tempdir().unwrap();
+    let (runner, runs) = runner(dir.path(), RunnerOptions::default());
+    let send = |request_id: u32| {
+        let runner = runner.clone();
+        async move {
+            runner
+                .run_mutation(
+                    "counters:increment",
+                    Object::new(),
+                    Identity::Anonymous,
+                    Caller::Client,
+                    Some(MutationKey {
+                        session_id: "5b0f1d2e-8d7b-4a53-9f1e-3c2b1a0d9e8f".into(),
+                        request_id,
+                    }),
+                )
+                .await
+                .result
+                .unwrap()
+        }
+    };
+    assert_eq!(send(1).await, Value::Float64(1.0));
+    let db = runner.database();
+
+    // Within the retention the record stays and a resend is answered from it.
+    let kept = forget_session_requests(db, Duration::from_secs(3600), 10)
+        .await
+        .unwrap();
+    assert_eq!(kept, 0);
+    assert_eq!(send(1).await, Value::Float64(1.0));
+    assert_eq!(runs.load(Ordering::SeqCst), 1);
+
+    // Once it is older than the retention it is deleted, in batches.
+    for request_id in 2..=6 {
+        send(request_id).await;
+    }
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let forgotten = forget_session_requests(db, Duration::ZERO, 2)
+        .await
+        .unwrap();
+    assert_eq!(forgotten, 6, "every record, two per transaction");
+    let mut tx = db.begin();
+    let left = tx.query("_session_requests").unwrap().collect().unwrap();
+    assert!(left.is_empty(), "{left:?}");
+    // A resend after that runs the mutation again: the documented trade-off.
+    assert_eq!(send(1).await, Value::Float64(7.0));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

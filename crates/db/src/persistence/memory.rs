@@ -12,7 +12,7 @@ use conflux_values::{DocumentId, TableNumber};
 use parking_lot::RwLock;
 
 use super::keys;
-use super::{DocumentLogEntry, IndexEntry, Order, Persistence, WriteBatch};
+use super::{CollectStep, DocumentLogEntry, IndexEntry, Order, Persistence, WriteBatch};
 use crate::interval::Interval;
 use crate::read_set::IndexId;
 use crate::timestamp::Timestamp;
@@ -115,6 +115,28 @@ impl Persistence for MemoryPersistence {
             .take(limit)
             .map(|(key, value)| keys::decode_document(key, value))
             .collect()
+    }
+
+    fn collect_versions(
+        &self,
+        horizon: Timestamp,
+        from: &[u8],
+        budget: usize,
+    ) -> Result<CollectStep> {
+        let sweep = {
+            let map = self.map.read();
+            let range = map.range::<[u8], _>((Bound::Included(from), Bound::Unbounded));
+            keys::sweep(range.map(Ok), horizon, budget)?
+        };
+        let mut map = self.map.write();
+        for key in &sweep.remove {
+            map.remove(key);
+        }
+        Ok(CollectStep {
+            removed: sweep.remove.len(),
+            scanned: sweep.scanned,
+            resume: sweep.resume,
+        })
     }
 
     fn describe(&self) -> String {

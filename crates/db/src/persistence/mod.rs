@@ -13,9 +13,9 @@
 //!   watermark) and the greatest committed timestamp.
 //!
 //! Nothing is overwritten, so any retained snapshot can be read while commits go on, and
-//! a reader never blocks a writer. Old versions are kept forever for now: there is no
-//! garbage collection yet, and `SNAPSHOT_RETENTION_MS` is the horizon behind which a future
-//! collector may delete.
+//! a reader never blocks a writer. Versions no retained snapshot can see are deleted by the
+//! version collector through [`Persistence::collect_versions`] (see
+//! [`retention`](crate::retention)).
 //!
 //! The trait is deliberately small and synchronous so that an SQL engine can implement it
 //! with two tables (`documents(id, ts, value)` and `indexes(index_id, key, ts, document_id)`)
@@ -144,6 +144,25 @@ pub trait Persistence: Send + Sync + 'static {
         limit: usize,
     ) -> Result<Vec<DocumentLogEntry>>;
 
+    /// One step of the version collector: delete the document versions and index changes
+    /// that no snapshot at or after `horizon` can see (see
+    /// [`retention`](crate::retention)), looking at about `budget` records in store order
+    /// from `from` (inclusive; empty is the beginning). Never touches a version newer than
+    /// `horizon`, so it can run while commits go on. Deletions need not be durable at once.
+    fn collect_versions(&self, horizon: Timestamp, from: &[u8], budget: usize)
+        -> Result<CollectStep>;
+
     /// A short description for logs and errors, e.g. `sled at /var/lib/conflux`.
     fn describe(&self) -> String;
+}
+
+/// What one [`Persistence::collect_versions`] step did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CollectStep {
+    /// Versions deleted.
+    pub removed: usize,
+    /// Records looked at.
+    pub scanned: usize,
+    /// Where the next step starts, or `None` when the pass is complete.
+    pub resume: Option<Vec<u8>>,
 }

@@ -35,7 +35,7 @@ use conflux_values::{DocumentId, TableNumber};
 use parking_lot::{Mutex, RwLock};
 
 use super::keys;
-use super::{DocumentLogEntry, IndexEntry, Order, Persistence, WriteBatch};
+use super::{CollectStep, DocumentLogEntry, IndexEntry, Order, Persistence, WriteBatch};
 use crate::interval::Interval;
 use crate::read_set::IndexId;
 use crate::timestamp::Timestamp;
@@ -320,6 +320,41 @@ impl Persistence for SledPersistence {
                 keys::decode_document(&key, &value)
             })
             .collect()
+    }
+
+    fn collect_versions(
+        &self,
+        horizon: Timestamp,
+        from: &[u8],
+        budget: usize,
+    ) -> Result<CollectStep> {
+        let db = self.handle()?;
+        let records = db
+            .range::<&[u8], _>(from..)
+            .map(|item| item.map_err(|err| self.read_error(err)));
+        let sweep = keys::sweep(records, horizon, budget)?;
+        if !sweep.remove.is_empty() {
+            let mut batch = sled::Batch::default();
+            for key in &sweep.remove {
+                batch.remove(key.as_slice());
+            }
+            // No flush: a deletion lost in a crash is collected again by a later pass, and
+            // the committer's next flush makes it durable anyway.
+            db.apply_batch(batch).map_err(|err| {
+                Error::new(
+                    ErrorCode::StorageUnavailable,
+                    format!(
+                        "could not delete old versions at {}: {err}",
+                        self.path.display()
+                    ),
+                )
+            })?;
+        }
+        Ok(CollectStep {
+            removed: sweep.remove.len(),
+            scanned: sweep.scanned,
+            resume: sweep.resume,
+        })
     }
 
     fn describe(&self) -> String {
