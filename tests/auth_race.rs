@@ -492,7 +492,7 @@ async fn with_the_middleware_pattern_the_first_request_after_the_redirect_is_aut
     timeline.now("browser", "GET /dashboard?code=… (back from Google)");
     let exchanged = browser.get(landing.as_str()).await;
     assert_eq!(exchanged.status, 307, "{}", exchanged.body);
-    let location = exchanged.location.clone().expect("a redirect");
+    let location = exchanged.location_url();
     assert_eq!(location.as_str(), format!("{app_url}/dashboard"));
     for name in ["__convexAuthJWT", "__convexAuthRefreshToken"] {
         let cookie = exchanged.cookie(name).expect("the token cookies are set");

@@ -11,7 +11,6 @@
 
 #![allow(dead_code)] // the tests and the benchmark each use a different subset
 
-use std::collections::HashMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use conflux::auth::{AuthSetup, OAuthProvider};
@@ -251,7 +250,7 @@ pub async fn follow_to_app(browser: &mut Browser, redirect: &str) -> Url {
             "{hop} redirects ({url}): {}",
             answer.body
         );
-        url = answer.location.expect("a Location");
+        url = answer.location_url();
     }
     url
 }
@@ -263,169 +262,7 @@ pub fn query_param(url: &Url, name: &str) -> Option<String> {
         .map(|(_, value)| value.into_owned())
 }
 
-// ----------------------------------------------------------------------------------------
-// The browser
-// ----------------------------------------------------------------------------------------
-
-/// One `Set-Cookie`, parsed.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct SetCookie {
-    /// Its name.
-    pub name: String,
-    /// Its value, as sent.
-    pub value: String,
-    /// The attributes as written (`Path=/`, `HttpOnly`, ...).
-    pub attributes: Vec<String>,
-}
-
-impl SetCookie {
-    fn parse(header: &str) -> Option<SetCookie> {
-        let mut parts = header.split(';').map(str::trim);
-        let (name, value) = parts.next()?.split_once('=')?;
-        Some(SetCookie {
-            name: name.to_owned(),
-            value: value.to_owned(),
-            attributes: parts.map(str::to_owned).collect(),
-        })
-    }
-
-    /// Whether the cookie has `attribute` (case-insensitive).
-    pub fn has(&self, attribute: &str) -> bool {
-        self.attributes
-            .iter()
-            .any(|a| a.eq_ignore_ascii_case(attribute))
-    }
-
-    /// Whether it deletes the cookie.
-    pub fn clears(&self) -> bool {
-        self.has("Max-Age=0")
-    }
-}
-
-/// One answer the browser got.
-#[derive(Clone, Debug)]
-pub struct Hop {
-    /// The status.
-    pub status: u16,
-    /// `Location`, resolved against the request URL.
-    pub location: Option<Url>,
-    /// The cookies it set or cleared.
-    pub set_cookies: Vec<SetCookie>,
-    /// The body.
-    pub body: String,
-}
-
-impl Hop {
-    /// The cookie named `name` that this answer set or cleared.
-    pub fn cookie(&self, name: &str) -> Option<&SetCookie> {
-        self.set_cookies.iter().find(|cookie| cookie.name == name)
-    }
-
-    /// The body as JSON.
-    pub fn json(&self) -> Json {
-        serde_json::from_str(&self.body)
-            .unwrap_or_else(|err| panic!("expected a JSON body ({err}): {}", self.body))
-    }
-}
-
-/// A browser that does not follow redirects by itself and keeps cookies per host.
-pub struct Browser {
-    http: reqwest::Client,
-    jar: HashMap<String, HashMap<String, String>>,
-}
-
-impl Default for Browser {
-    fn default() -> Self {
-        Browser::new()
-    }
-}
-
-impl Browser {
-    /// A browser with no cookies.
-    pub fn new() -> Browser {
-        Browser {
-            http: reqwest::Client::builder()
-                .redirect(reqwest::redirect::Policy::none())
-                .no_proxy()
-                .build()
-                .expect("an HTTP client builds"),
-            jar: HashMap::new(),
-        }
-    }
-
-    /// The cookies it would send to `url`.
-    pub fn cookies_for(&self, url: &str) -> HashMap<String, String> {
-        let url = Url::parse(url).expect("a URL");
-        self.jar
-            .get(url.host_str().unwrap_or_default())
-            .cloned()
-            .unwrap_or_default()
-    }
-
-    /// The `Cookie` header it would send to `url`.
-    pub fn cookie_header(&self, url: &str) -> String {
-        let mut pairs: Vec<String> = self
-            .cookies_for(url)
-            .into_iter()
-            .map(|(name, value)| format!("{name}={value}"))
-            .collect();
-        pairs.sort();
-        pairs.join("; ")
-    }
-
-    /// A navigation: `GET` with `Accept: text/html`.
-    pub async fn get(&mut self, url: &str) -> Hop {
-        let request = self
-            .http
-            .get(url)
-            .header("accept", "text/html,application/xhtml+xml");
-        self.send(url, request).await
-    }
-
-    /// A `fetch` from the page: `POST` with a JSON body.
-    pub async fn post_json(&mut self, url: &str, body: &Json) -> Hop {
-        let request = self.http.post(url).json(body);
-        self.send(url, request).await
-    }
-
-    async fn send(&mut self, url: &str, mut request: reqwest::RequestBuilder) -> Hop {
-        let parsed = Url::parse(url).expect("a URL");
-        let host = parsed.host_str().unwrap_or_default().to_owned();
-        let cookie = self.cookie_header(url);
-        if !cookie.is_empty() {
-            request = request.header("cookie", cookie);
-        }
-        let response = request.send().await.expect("the server answers");
-        let status = response.status().as_u16();
-        let location = response
-            .headers()
-            .get("location")
-            .and_then(|value| value.to_str().ok())
-            .map(|value| parsed.join(value).expect("Location is a URL reference"));
-        let set_cookies: Vec<SetCookie> = response
-            .headers()
-            .get_all("set-cookie")
-            .iter()
-            .filter_map(|value| value.to_str().ok())
-            .filter_map(SetCookie::parse)
-            .collect();
-        let jar = self.jar.entry(host).or_default();
-        for cookie in &set_cookies {
-            if cookie.clears() {
-                jar.remove(&cookie.name);
-            } else {
-                jar.insert(cookie.name.clone(), cookie.value.clone());
-            }
-        }
-        let body = response.text().await.unwrap_or_default();
-        Hop {
-            status,
-            location,
-            set_cookies,
-            body,
-        }
-    }
-}
+pub use conflux_testkit::browser::Browser;
 
 // ----------------------------------------------------------------------------------------
 // The sync protocol, by hand

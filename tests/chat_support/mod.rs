@@ -3,7 +3,6 @@
 //! sign-in (against the local OpenID Connect provider) one redirect at a time.
 #![allow(dead_code)]
 
-use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
@@ -384,84 +383,7 @@ pub async fn call(
     response.json().await.expect("the client API answers JSON")
 }
 
-/// A browser without automatic redirects: it keeps cookies per host and port and the test
-/// follows each redirect itself, as a browser would.
-pub struct Browser {
-    http: reqwest::Client,
-    jar: HashMap<String, HashMap<String, String>>,
-}
-
-/// One response: status, `Location`, body.
-pub struct Hop {
-    /// The status code.
-    pub status: u16,
-    /// The `Location` header.
-    pub location: Option<String>,
-    /// The body.
-    pub body: String,
-}
-
-impl Default for Browser {
-    fn default() -> Self {
-        Browser::new()
-    }
-}
-
-impl Browser {
-    /// A browser with no cookies.
-    pub fn new() -> Browser {
-        Browser {
-            http: reqwest::Client::builder()
-                .redirect(reqwest::redirect::Policy::none())
-                .no_proxy()
-                .timeout(PATIENCE)
-                .build()
-                .expect("an HTTP client builds"),
-            jar: HashMap::new(),
-        }
-    }
-
-    /// `GET url`, sending and keeping cookies.
-    pub async fn get(&mut self, url: &str) -> Hop {
-        let parsed = Url::parse(url).expect("a URL");
-        let key = format!(
-            "{}:{}",
-            parsed.host_str().unwrap_or_default(),
-            parsed.port_or_known_default().unwrap_or(0)
-        );
-        let mut request = self.http.get(url);
-        if let Some(cookies) = self.jar.get(&key).filter(|cookies| !cookies.is_empty()) {
-            let header: Vec<String> = cookies.iter().map(|(k, v)| format!("{k}={v}")).collect();
-            request = request.header("cookie", header.join("; "));
-        }
-        let response = request.send().await.expect("the server answers");
-        let status = response.status().as_u16();
-        let location = response
-            .headers()
-            .get("location")
-            .and_then(|value| value.to_str().ok())
-            .map(str::to_owned);
-        let jar = self.jar.entry(key).or_default();
-        for value in response.headers().get_all("set-cookie") {
-            let Ok(text) = value.to_str() else { continue };
-            let mut parts = text.split(';').map(str::trim);
-            let Some((name, value)) = parts.next().and_then(|first| first.split_once('=')) else {
-                continue;
-            };
-            if parts.any(|attribute| attribute.eq_ignore_ascii_case("Max-Age=0")) {
-                jar.remove(name);
-            } else {
-                jar.insert(name.to_owned(), value.to_owned());
-            }
-        }
-        let body = response.text().await.unwrap_or_default();
-        Hop {
-            status,
-            location,
-            body,
-        }
-    }
-}
+pub use conflux_testkit::browser::Browser;
 
 /// The end of a Google sign-in: where the browser landed and the tokens the app got.
 pub struct SignedIn {

@@ -55,9 +55,11 @@ knob!(
 
 // ---- database ----
 knob!(
-    /// Most memory sled's page cache may hold (sled's own default is 1 GiB); the operating
-    /// system caches the file as well.
-    SLED_CACHE_BYTES: u64 = 32 * 1024 * 1024
+    /// Size of sled's page cache, counted as sled counts it: in stored bytes. Its real
+    /// memory use is several times this (about 100 MiB at the default once the data
+    /// outgrows the cache; sled's own default of 1 GiB would let a server grow to
+    /// gigabytes); the operating system caches the file as well.
+    SLED_CACHE_BYTES: u64 = 8 * 1024 * 1024
 );
 knob!(
     /// Commits waiting for the committer; a full queue makes `commit` wait (back-pressure).
@@ -70,7 +72,7 @@ knob!(
 knob!(
     /// Most recent commits kept in the in-memory write log used for conflict checks and
     /// subscriptions; older snapshots conflict (and subscriptions fire) conservatively.
-    WRITE_LOG_MAX_ENTRIES_COUNT: usize = 50_000
+    WRITE_LOG_MAX_ENTRIES_COUNT: usize = 20_000
 );
 knob!(
     /// How long a commit stays in the in-memory write log (measured in commit timestamps).
@@ -158,6 +160,11 @@ knob!(
 knob!(
     /// Largest WebSocket message accepted from a client.
     SYNC_MAX_MESSAGE_BYTES: usize = 8 * 1024 * 1024
+);
+knob!(
+    /// Initial read buffer of one WebSocket; larger frames grow it as needed. Every open
+    /// connection holds one, so it sets most of an idle connection's memory.
+    SYNC_READ_BUFFER_BYTES: usize = 8 * 1024
 );
 knob!(
     /// Most queries one WebSocket may subscribe to.

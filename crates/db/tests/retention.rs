@@ -163,12 +163,13 @@ async fn an_open_transaction_keeps_reading_its_snapshot_while_the_collector_runs
     assert_eq!(likes(&now), Some(30));
 }
 
-#[tokio::test]
-async fn time_travel_within_the_retention_works_and_behind_it_says_which_knob() {
+/// A database with retention `retention_ms` holding one message written twice ("v1", then
+/// "v2"), after two collector passes: the message and the commit of "v1".
+async fn edited_once(retention_ms: u64) -> (Database, DocumentId, conflux_db::Timestamp) {
     let db = Database::open_with_options(
         Arc::new(MemoryPersistence::new()),
         chat_schema(),
-        collecting(60_000),
+        collecting(retention_ms),
     )
     .expect("the database opens");
     let mut tx = db.begin();
@@ -180,29 +181,19 @@ async fn time_travel_within_the_retention_works_and_behind_it_says_which_knob() 
     tx.patch(&id, object! {"body" => "v2"}).expect("patch");
     db.commit(tx).await.expect("commit");
     wait_for_passes(&db, 2).await;
+    (db, id, first)
+}
 
+#[tokio::test]
+async fn time_travel_within_the_retention_works_and_behind_it_says_which_knob() {
     // Within the minute of retention the old version is still there.
+    let (db, id, first) = edited_once(60_000).await;
     let mut past = db.begin_at(first).expect("a retained snapshot");
     let old = past.get(&id).expect("read").expect("exists");
     assert_eq!(old.value.get("body"), Some(&Value::from("v1")));
-    drop(past);
 
     // With no retention, the collector deletes it and time travel is refused by name.
-    let db = Database::open_with_options(
-        Arc::new(MemoryPersistence::new()),
-        chat_schema(),
-        collecting(0),
-    )
-    .expect("the database opens");
-    let mut tx = db.begin();
-    let id = tx
-        .insert("messages", message("general", "v1"))
-        .expect("insert");
-    let first = db.commit(tx).await.expect("commit");
-    let mut tx = db.begin();
-    tx.patch(&id, object! {"body" => "v2"}).expect("patch");
-    db.commit(tx).await.expect("commit");
-    wait_for_passes(&db, 2).await;
+    let (db, _, first) = edited_once(0).await;
     let err = db.begin_at(first).expect_err("behind the horizon");
     assert!(
         err.message().contains("SNAPSHOT_RETENTION_MS"),

@@ -1042,7 +1042,7 @@ async fn malformed_requests_get_400_with_a_clear_message_and_the_server_stays_up
             "/api/query",
             "application/json",
             "{\"path\": \"../etc:passwd\", \"args\": {}}",
-            "Invalid function path `../etc:passwd`",
+            "invalid function path \"../etc:passwd\"",
         ),
         (
             "/api/query",

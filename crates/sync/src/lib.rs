@@ -26,7 +26,8 @@
 //! - [`protocol`]: every message and field encoding, decoded with errors that name the
 //!   offending field. `docs/protocol.md` describes the wire format and the client
 //!   versions it is tested with.
-//! - [`udf_path`]: the one canonical spelling of a function path.
+//! - [`udf_path`]: the one canonical spelling of a function path (shared with the
+//!   function registry and the HTTP API).
 //! - [`state`]: the per-connection version state machine (spec §4), pure and unit-tested.
 //! - [`subscriptions`]: the [`SubscriptionManager`]: identical subscriptions share one
 //!   execution and one cached result, re-run once per invalidating commit and fanned out
@@ -48,7 +49,8 @@ mod rate_limit;
 pub mod server;
 pub mod state;
 pub mod subscriptions;
-pub mod udf_path;
+/// Function paths; defined in `conflux-functions`, where the registry looks them up.
+pub use conflux_functions::path as udf_path;
 mod worker;
 
 pub use server::{sync_routes, SyncConfig, SyncMetrics, SyncState};

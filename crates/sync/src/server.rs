@@ -345,6 +345,7 @@ fn accept(
     let limit = state.config.max_message_bytes;
     let transport_limit = limit.saturating_mul(2).max(limit.saturating_add(1 << 16));
     upgrade
+        .read_buffer_size(*knobs::SYNC_READ_BUFFER_BYTES)
         .max_message_size(transport_limit)
         .max_frame_size(transport_limit)
         .on_failed_upgrade(|err| tracing::debug!("sync upgrade failed: {err}"))

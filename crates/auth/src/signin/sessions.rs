@@ -85,6 +85,10 @@ pub(crate) struct SessionLayer {
     cache: Arc<SessionCache>,
     db: DbCell,
     noted: Mutex<HashMap<String, Instant>>,
+    /// Held for a whole settle: a settle that starts right after a commit must not find
+    /// the notes drained by one that read an older snapshot and is about to put them back
+    /// as "still pending".
+    settling: tokio::sync::Mutex<()>,
 }
 
 impl SessionLayer {
@@ -99,6 +103,7 @@ impl SessionLayer {
             cache: Arc::new(cache),
             db,
             noted: Mutex::new(HashMap::new()),
+            settling: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -126,6 +131,7 @@ impl SessionLayer {
     /// Announce every noted session that no longer exists: forget it in the cache and
     /// publish `SessionEnded`. Returns the sessions announced.
     pub(crate) async fn settle(&self) -> Result<Vec<String>> {
+        let _one_at_a_time = self.settling.lock().await;
         let taken: Vec<(String, Instant)> = self.noted.lock().drain().collect();
         if taken.is_empty() {
             return Ok(Vec::new());
