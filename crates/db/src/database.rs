@@ -19,8 +19,8 @@ use tokio::sync::{mpsc, oneshot, watch};
 use crate::catalog::Catalog;
 use crate::committer::{self, CommitRequest};
 use crate::pause::PausePoints;
-use crate::retention::{Collector, CollectorOptions, CollectorStats, SnapshotPins};
 use crate::persistence::{MemoryPersistence, Persistence, SledPersistence};
+use crate::retention::{Collector, CollectorOptions, CollectorStats, SnapshotPins};
 use crate::schema::Schema;
 use crate::subscription::SubscriptionIndex;
 use crate::timestamp::Timestamp;
@@ -396,8 +396,18 @@ impl Database {
             conflicts: stats.conflicts.load(Ordering::Relaxed),
             failed_commits: stats.failed_commits.load(Ordering::Relaxed),
             durable_writes: stats.durable_writes.load(Ordering::Relaxed),
-            collection_passes: self.inner.shared.collector_stats.passes.load(Ordering::Relaxed),
-            versions_collected: self.inner.shared.collector_stats.removed.load(Ordering::Relaxed),
+            collection_passes: self
+                .inner
+                .shared
+                .collector_stats
+                .passes
+                .load(Ordering::Relaxed),
+            versions_collected: self
+                .inner
+                .shared
+                .collector_stats
+                .removed
+                .load(Ordering::Relaxed),
         }
     }
 }

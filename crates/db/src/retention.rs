@@ -79,7 +79,10 @@ impl SnapshotPins {
 
     /// Pin the latest snapshot (read under the lock, so a collection can never pass it
     /// between reading and pinning) for a new transaction.
-    pub(crate) fn pin_latest(self: &Arc<Self>, latest: impl FnOnce() -> Timestamp) -> (Timestamp, SnapshotPin) {
+    pub(crate) fn pin_latest(
+        self: &Arc<Self>,
+        latest: impl FnOnce() -> Timestamp,
+    ) -> (Timestamp, SnapshotPin) {
         let mut state = self.state.lock();
         let ts = latest();
         *state.open.entry(ts.as_u64()).or_default() += 1;

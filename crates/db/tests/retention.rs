@@ -151,7 +151,10 @@ async fn an_open_transaction_keeps_reading_its_snapshot_while_the_collector_runs
     let again = reader.get(&id).expect("read").expect("still exists");
     assert_eq!(likes(&again), None, "the open snapshot is intact");
     assert!(
-        versions(store.as_ref(), id.table_number()).first().map(|v| v.1) > Some(1),
+        versions(store.as_ref(), id.table_number())
+            .first()
+            .map(|v| v.1)
+            > Some(1),
         "versions the open transaction can see are kept"
     );
 

@@ -8,7 +8,8 @@ use std::time::Duration;
 use conflux_common::{Error, ErrorCode, Identity, UserIdentity};
 use conflux_db::{Database, IndexRange, Order, Schema, TableDef};
 use conflux_functions::{
-    forget_session_requests, system_tables, v, Caller, FunctionRunner, MutationKey, Object, Registry, RunnerOptions, Value,
+    forget_session_requests, system_tables, v, Caller, FunctionRunner, MutationKey, Object,
+    Registry, RunnerOptions, Value,
 };
 use conflux_values::object;
 

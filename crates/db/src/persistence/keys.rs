@@ -424,7 +424,10 @@ mod tests {
 
     /// What a snapshot at `at` sees of each group in a sorted store: the latest version at
     /// or before `at`, unless it is a deletion.
-    fn visible(store: &std::collections::BTreeMap<Vec<u8>, Vec<u8>>, at: u64) -> Vec<(Vec<u8>, Vec<u8>)> {
+    fn visible(
+        store: &std::collections::BTreeMap<Vec<u8>, Vec<u8>>,
+        at: u64,
+    ) -> Vec<(Vec<u8>, Vec<u8>)> {
         let mut latest: std::collections::BTreeMap<Vec<u8>, Vec<u8>> = Default::default();
         for (key, value) in store.iter().filter(|(key, _)| key[0] != METADATA) {
             let (body, t) = key.split_at(key.len() - 8);

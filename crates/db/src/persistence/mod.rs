@@ -149,8 +149,12 @@ pub trait Persistence: Send + Sync + 'static {
     /// [`retention`](crate::retention)), looking at about `budget` records in store order
     /// from `from` (inclusive; empty is the beginning). Never touches a version newer than
     /// `horizon`, so it can run while commits go on. Deletions need not be durable at once.
-    fn collect_versions(&self, horizon: Timestamp, from: &[u8], budget: usize)
-        -> Result<CollectStep>;
+    fn collect_versions(
+        &self,
+        horizon: Timestamp,
+        from: &[u8],
+        budget: usize,
+    ) -> Result<CollectStep>;
 
     /// A short description for logs and errors, e.g. `sled at /var/lib/conflux`.
     fn describe(&self) -> String;
