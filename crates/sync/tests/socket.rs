@@ -188,7 +188,9 @@ async fn a_rejected_token_gets_auth_error_with_its_base_version_and_the_socket_c
 async fn a_token_that_expires_while_in_use_ends_with_auth_error_not_attempted() {
     let server = TestServer::start().await;
     let mut client = RawClient::connect(&server).await;
-    let token = format!("user:alice:s1:{}", now_secs() + 1);
+    // Two to three seconds of life: enough for the first Transition even on a busy
+    // machine (with `+ 1` the token could expire within milliseconds of signing in).
+    let token = format!("user:alice:s1:{}", now_secs() + 3);
     client.authenticate(0, &token).await;
     client
         .subscribe(0, &[(0, "identity:whoami", json!({}))])
