@@ -644,11 +644,21 @@ async fn drive_npm(
             }
         }
     }
+    let mut unanswered: Vec<i64> = waiting.into_keys().collect();
+    unanswered.sort_unstable();
     scenario
         .finish(Duration::from_secs(20))
         .await
         .map(|_| ())
-        .map_err(|err| format!("npm client {index}: {}", shorten(&err.to_string())))
+        .map_err(|err| {
+            // A script that does not end is almost always waiting on a mutation: say which.
+            let pending = if unanswered.is_empty() {
+                String::new()
+            } else {
+                format!(" (appends sent but never answered: {unanswered:?})")
+            };
+            format!("npm client {index}{pending}: {}", shorten(&err.to_string()))
+        })
 }
 
 // -------------------------------------------------------------------------------------

@@ -48,9 +48,19 @@ async fn seeded_runs_with_cuts_and_restarts_keep_every_promise() {
         let mut config = config(*seed, work.path());
         config.duration = Duration::from_millis(2500);
         config.npm = npm.clone();
-        let report = run(&config)
-            .await
-            .unwrap_or_else(|err| panic!("seed {seed}: the harness failed: {err}"));
+        let report = match run(&config).await {
+            Ok(report) => report,
+            Err(err) => {
+                // Keep the server log of the failed seed for whoever looks into it.
+                let kept = work.keep();
+                panic!(
+                    "seed {seed}: the harness failed: {err}\nserver log: {}",
+                    kept.join(format!("seed-{seed}"))
+                        .join("server.log")
+                        .display()
+                );
+            }
+        };
         eprintln!("{}", report.summary());
         reports.push(report);
     }
