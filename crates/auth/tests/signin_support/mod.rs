@@ -63,26 +63,14 @@ pub async fn test_keys() -> (String, String) {
     KEYS.get_or_init(|| async {
         let path = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
             .join("conflux-auth-signin-test-keys.json");
-        if let Ok(text) = std::fs::read_to_string(&path) {
-            if let Ok(json) = serde_json::from_str::<Json>(&text) {
-                if let (Some(private), Some(jwks)) =
-                    (json["private"].as_str(), json["jwks"].as_str())
-                {
-                    return (private.to_owned(), jwks.to_owned());
-                }
-            }
-        }
-        let keys = tokio::task::spawn_blocking(conflux_auth::generate_signing_keys)
-            .await
-            .expect("the key generation task runs")
-            .expect("a key pair is generated");
-        let pair = (keys.private_key_env(), keys.jwks_json());
-        let temporary = path.with_extension(format!("{}.tmp", std::process::id()));
-        let text = json!({"private": pair.0, "jwks": pair.1}).to_string();
-        if std::fs::write(&temporary, text).is_ok() {
-            let _ = std::fs::rename(&temporary, &path);
-        }
-        pair
+        tokio::task::spawn_blocking(move || {
+            conflux_testkit::keys::cached_pair(&path, || {
+                let keys = conflux_auth::generate_signing_keys().expect("a key pair is generated");
+                (keys.private_key_env(), keys.jwks_json())
+            })
+        })
+        .await
+        .expect("the key generation task runs")
     })
     .await
     .clone()
