@@ -312,7 +312,8 @@ impl Database {
         if ts < latest && ts < horizon {
             return Err(Error::bad_request(format!(
                 "cannot read at ts {ts}: it is older than the snapshot retention \
-                 (SNAPSHOT_RETENTION_MS = {} ms)",
+                 (SNAPSHOT_RETENTION_MS = {} ms); read at a newer timestamp, or raise \
+                 SNAPSHOT_RETENTION_MS to keep history longer",
                 shared.options.snapshot_retention.as_millis()
             )));
         }

@@ -65,8 +65,8 @@ impl SnapshotPins {
         let mut state = self.state.lock();
         if ts.as_u64() < state.collected_below {
             return Err(Error::bad_request(format!(
-                "cannot read at ts {ts}: versions older than ts {} have been garbage collected \
-                 (SNAPSHOT_RETENTION_MS)",
+                "cannot read at ts {ts}: versions older than ts {} have been garbage collected; \
+                 read at a newer timestamp, or raise SNAPSHOT_RETENTION_MS to keep history longer",
                 state.collected_below
             )));
         }
