@@ -85,6 +85,14 @@ fn events_named<'a>(events: &'a [Json], name: &str) -> Vec<&'a Json> {
     events.iter().filter(|e| event_name(e) == name).collect()
 }
 
+/// The `Transition` messages a scenario's client reported receiving, in order.
+fn received_transitions(events: &[Json]) -> Vec<&Json> {
+    events_named(events, "received")
+        .into_iter()
+        .filter(|e| e["type"] == "Transition")
+        .collect()
+}
+
 fn only<'a>(events: &'a [Json], name: &str) -> &'a Json {
     events
         .iter()
@@ -322,10 +330,7 @@ async fn naive_mode_the_server_check_and_an_early_subscription_answer_signed_out
         ["Connect", "ModifyQuerySet", "Authenticate", "Authenticate"],
         "subscribe first, then the token, then the client's forced refresh"
     );
-    let transitions: Vec<&Json> = events_named(&client, "received")
-        .into_iter()
-        .filter(|e| e["type"] == "Transition")
-        .collect();
+    let transitions = received_transitions(&client);
     assert_eq!(transitions[0]["endIdentity"], json!(0));
     assert_eq!(
         transitions[0]["viewer"], "signedOut",
@@ -429,10 +434,7 @@ async fn a_client_that_authenticates_at_connect_receives_zero_signed_out_results
         "the token goes before the subscription; the second Authenticate is the refresh"
     );
     // The first Transition confirms the identity and carries the signed-in result.
-    let transitions: Vec<&Json> = events_named(&client, "received")
-        .into_iter()
-        .filter(|e| e["type"] == "Transition")
-        .collect();
+    let transitions = received_transitions(&client);
     assert_eq!(transitions[0]["startIdentity"], json!(0));
     assert_eq!(transitions[0]["endIdentity"], json!(1));
     assert_eq!(transitions[0]["viewer"], "signedIn");
